@@ -1,0 +1,110 @@
+"""``autograder``: build releases and grade submissions.
+
+    autograder build [--check]
+    autograder grade ASSIGNMENT SUBMISSION... --out DIR [--profile lite|full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from autograder import __version__
+from autograder.authoring.assignment import AssignmentError, find_assignment
+from autograder.authoring.notebook import NotebookError
+from autograder.build import build_course, ensure_bundle
+from autograder.build.compile import LeakError
+from autograder.grade.bundle import BundleError, load_bundle
+from autograder.grade.runner import Grader, with_overrides
+from autograder.grade.submission import find_submissions
+from autograder.grade.results import write_json_atomic
+from autograder.gradebook import open_gradebook, record
+from autograder.layout import CourseLayout
+from autograder.report import print_summary
+
+console = Console(stderr=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="autograder", description="Build and grade course assignments.")
+    parser.add_argument("--version", action="version", version=f"autograder {__version__}")
+    parser.add_argument("--root", type=Path, help="course root (default: found from the current directory)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_build = sub.add_parser("build", help="compile source/ into release/ and grading bundles")
+    p_build.add_argument("--check", action="store_true", help="write nothing; exit 1 if release/ is stale")
+    p_build.set_defaults(func=cmd_build)
+
+    p_grade = sub.add_parser("grade", help="grade submissions against hidden tests")
+    p_grade.add_argument("assignment", help="assignment id, or a unique prefix such as 1.1")
+    p_grade.add_argument("submissions", nargs="+", type=Path, help=".ipynb / .py files or directories of them")
+    p_grade.add_argument("--out", type=Path, required=True, help="results directory (one folder per submission)")
+    p_grade.add_argument("--profile", choices=["lite", "full"], default="lite")
+    p_grade.add_argument("--device", default="cpu")
+    p_grade.add_argument("--db", help="gradebook path or SQLAlchemy URL (default: gradebook.sqlite in the course root)")
+    p_grade.add_argument("--only", action="append", help="grade only this exercise (repeatable)")
+    p_grade.add_argument("--test-timeout", type=float, help="seconds per test case (overrides assignment.toml)")
+    p_grade.add_argument("--memory-mb", type=int, help="memory limit of the student process")
+    p_grade.set_defaults(func=cmd_grade)
+
+    args = parser.parse_args(argv)
+    try:
+        layout = CourseLayout(args.root.resolve()) if args.root else CourseLayout.find()
+        return args.func(args, layout)
+    except (AssignmentError, NotebookError, LeakError, BundleError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+
+
+def cmd_build(args: argparse.Namespace, layout: CourseLayout) -> int:
+    report = build_course(layout, check=args.check)
+    if args.check:
+        if report.stale:
+            console.print("[red]release/ is out of date with source/:[/red]")
+            for line in report.stale:
+                console.print(f"  {line}")
+            console.print("Run `autograder build` and commit release/.")
+            return 1
+        console.print(f"release/ is up to date ({len(report.built)} assignment(s)).")
+        return 0
+    console.print(f"built {', '.join(report.built) or 'nothing'}")
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
+    assignment = find_assignment(layout.source, args.assignment)
+    ensure_bundle(layout, assignment)
+    bundle = load_bundle(layout.bundles / assignment.id)
+    paths = find_submissions(args.submissions)
+    if not paths:
+        console.print("[yellow]no submissions found[/yellow]")
+        return 1
+    limits = with_overrides(bundle.limits, test_timeout_s=args.test_timeout, memory_mb=args.memory_mb)
+    with console.status(f"loading {assignment.id} (reference solution, hidden tests)…"):
+        grader = Grader(bundle, profile=args.profile, device=args.device, limits=limits, only=args.only)
+    engine = open_gradebook(args.db or layout.default_gradebook)
+    results = []
+    progress = Progress(
+        TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+    )
+    with progress:
+        task = progress.add_task("grade", total=len(paths), name="")
+        for path in paths:
+            progress.update(task, name=path.name)
+            result = grader.grade_path(path)
+            write_json_atomic(args.out / result.submission / "results.json", result.to_gradescope())
+            record(engine, result)
+            results.append(result)
+            progress.advance(task)
+    print_summary(results, Console())
+    console.print(f"results written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Grading results, and their Gradescope ``results.json`` form."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TestOutcome:
+    exercise: str
+    name: str
+    score: float
+    max_score: float
+    passed: bool
+    output: str = ""
+    reason: str = "passed"  # passed | wrong | error | timeout | crash | not_attempted | skipped
+
+    @property
+    def status(self) -> str:
+        return "passed" if self.passed else "failed"
+
+
+@dataclass
+class ExerciseResult:
+    name: str
+    max_score: float
+    tests: list[TestOutcome] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return round(sum(t.score for t in self.tests), 6)
+
+
+@dataclass
+class SubmissionResult:
+    assignment: str
+    submission: str
+    submission_sha256: str
+    bundle_hash: str
+    grader_version: str
+    profile: str
+    device: str
+    exercises: list[ExerciseResult] = field(default_factory=list)
+    output: str = ""
+    execution_time: float = 0.0
+    free_points: float = 0.0
+    error: str | None = None  # set when the submission could not be graded at all
+
+    @property
+    def score(self) -> float:
+        return round(self.free_points + sum(e.score for e in self.exercises), 6)
+
+    @property
+    def max_score(self) -> float:
+        return round(self.free_points + sum(e.max_score for e in self.exercises), 6)
+
+    def exercise(self, name: str) -> ExerciseResult:
+        for ex in self.exercises:
+            if ex.name == name:
+                return ex
+        raise KeyError(name)
+
+    def to_gradescope(self) -> dict:
+        """Gradescope's results.json schema, with our extras under ``extra_data``."""
+        return {
+            "score": self.score,
+            "max_score": self.max_score,
+            "execution_time": round(self.execution_time, 3),
+            "output": self.output,
+            "visibility": "visible",
+            "tests": [
+                {
+                    "name": f"{t.exercise}: {t.name}",
+                    "score": round(t.score, 6),
+                    "max_score": round(t.max_score, 6),
+                    "status": t.status,
+                    "output": t.output,
+                    "visibility": "visible",
+                    "extra_data": {"exercise": t.exercise, "reason": t.reason},
+                }
+                for ex in self.exercises
+                for t in ex.tests
+            ],
+            "extra_data": {
+                "assignment": self.assignment,
+                "submission": self.submission,
+                "submission_sha256": self.submission_sha256,
+                "bundle_hash": self.bundle_hash,
+                "grader_version": self.grader_version,
+                "profile": self.profile,
+                "device": self.device,
+                "exercises": {ex.name: {"score": ex.score, "max_score": ex.max_score} for ex in self.exercises},
+                "error": self.error,
+            },
+        }
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON so that a reader (or a crash) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

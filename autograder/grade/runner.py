@@ -1,0 +1,262 @@
+"""Run a bundle's hidden tests against one submission.
+
+A :class:`Grader` holds what is shared by every submission of a batch (the
+reference solution, the hidden tests, session fixtures such as loaded models).
+:meth:`Grader.grade` starts the submission's program once, then gives every
+test case a fresh fork of it, so a crash, a hang or a monkeypatch in one case
+touches nothing else.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from autograder import __version__
+from autograder.checks import CheckFailed
+from autograder.grade.bundle import Bundle
+from autograder.grade.results import ExerciseResult, SubmissionResult, TestOutcome
+from autograder.grade.student import (
+    Limits,
+    StudentConnection,
+    StudentCrashed,
+    StudentError,
+    StudentNamespace,
+    StudentProcess,
+    StudentTimeout,
+)
+from autograder.grade.submission import Submission, SubmissionError, build_program, read_submission, source_hash
+from autograder.testing import HiddenTest, collect
+
+_PER_CASE_FIXTURES = {"student"}
+NOT_ATTEMPTED = "Not attempted yet"
+
+
+class Grader:
+    def __init__(
+        self,
+        bundle: Bundle,
+        profile: str = "lite",
+        device: str = "cpu",
+        limits: Limits | None = None,
+        only: list[str] | None = None,
+    ):
+        self.bundle = bundle
+        self.profile = profile
+        self.device = device
+        self.limits = limits or bundle.limits
+        self.only = only
+        os.environ["AUTOGRADER_PROFILE"] = profile
+        os.environ["AUTOGRADER_DEVICE"] = device
+        tag = bundle.assignment.replace(".", "_").replace("-", "_")
+        self.reference = bundle.load_module("reference.py", f"autograder_reference_{tag}")
+        test_files = sorted(p for p in bundle.manifest["files"] if p.startswith("hidden/") and p.endswith(".py"))
+        modules = [bundle.load_module(rel, f"autograder_hidden_{tag}_{i}") for i, rel in enumerate(test_files)]
+        self.tests, self.fixtures = collect(modules)
+        declared = {ex["name"] for ex in bundle.manifest["exercises"]}
+        unknown = {t.exercise for t in self.tests} - declared
+        if unknown:
+            raise ValueError(f"hidden tests grade undeclared exercises: {sorted(unknown)}")
+        untested = declared - {t.exercise for t in self.tests}
+        if untested:
+            raise ValueError(f"exercises without hidden tests: {sorted(untested)}")
+        self._session: dict[str, Any] = {
+            "reference": self.reference,
+            "profile": profile,
+            "device": torch.device(device),
+            "seed": int(bundle.manifest.get("seed", 0)),
+            "bundle_dir": bundle.root,
+        }
+        self._release_nb = bundle.release_notebook()
+
+    # ------------------------------------------------------------------ public
+    def grade_path(self, path: Path) -> SubmissionResult:
+        """Grade a file; an unreadable file still gets a result, with a message."""
+        try:
+            submission = read_submission(path)
+        except SubmissionError as exc:
+            return self._unreadable(path, str(exc))
+        return self.grade(submission)
+
+    def grade(self, submission: Submission) -> SubmissionResult:
+        started = time.monotonic()
+        manifest = self.bundle.manifest
+        result = SubmissionResult(
+            assignment=self.bundle.assignment,
+            submission=submission.name,
+            submission_sha256=submission.sha256,
+            bundle_hash=self.bundle.bundle_hash,
+            grader_version=__version__,
+            profile=self.profile,
+            device=self.device,
+            free_points=float(manifest.get("free_points", 0.0)),
+        )
+        program = build_program(self._release_nb, manifest["setup_cells"], self.bundle.answer_cell_ids(), submission)
+        workdir = Path(tempfile.mkdtemp(prefix="autograder-"))
+        try:
+            self._stage_support_files(workdir)
+            with StudentProcess(workdir / "run", [workdir / "run"], self.limits, self.profile, self.device) as proc:
+                try:
+                    cell_results = {r["id"]: r for r in proc.exec_cells(program.cells)}
+                    setup_error = None
+                except (StudentCrashed, StudentTimeout, StudentError) as exc:
+                    cell_results, setup_error = {}, f"your notebook could not be run: {exc}"
+                deadline = started + float(manifest.get("submission_timeout_s", 600))
+                for ex in manifest["exercises"]:
+                    if self.only and ex["name"] not in self.only:
+                        continue
+                    result.exercises.append(
+                        self._grade_exercise(ex, proc, program, cell_results, setup_error, deadline)
+                    )
+                result.output = _overall_output(program, cell_results, setup_error, proc.output_tail())
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        result.execution_time = time.monotonic() - started
+        return result
+
+    # ---------------------------------------------------------------- helpers
+    def _stage_support_files(self, workdir: Path) -> None:
+        run = workdir / "run"
+        run.mkdir(parents=True)
+        for path in self.bundle.support_files():
+            dest = run / path.relative_to(self.bundle.student_dir)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+
+    def _grade_exercise(self, ex: dict, proc: StudentProcess, program, cell_results, setup_error, deadline) -> ExerciseResult:
+        tests = [t for t in self.tests if t.exercise == ex["name"]]
+        total_weight = sum(t.weight for t in tests)
+        result = ExerciseResult(ex["name"], float(ex["points"]))
+        context = _exercise_context(ex, program, cell_results, self.bundle.manifest.get("answer_stubs", {}))
+        for test in tests:
+            max_score = float(ex["points"]) * test.weight / total_weight
+            outcome = TestOutcome(ex["name"], test.name, 0.0, max_score, passed=False)
+            if setup_error:
+                outcome.output, outcome.reason = setup_error, "crash"
+            elif time.monotonic() > deadline:
+                outcome.output, outcome.reason = "not run: the submission's total time limit was reached", "skipped"
+            else:
+                self._run_case(test, proc, outcome, deadline)
+            if outcome.passed:
+                outcome.score = max_score
+            elif context.startswith(NOT_ATTEMPTED):
+                outcome.output, outcome.reason = context, "not_attempted"
+            elif context and outcome.reason != "skipped":
+                outcome.output = f"{context}\n{outcome.output}".strip()
+            result.tests.append(outcome)
+        return result
+
+    def _run_case(self, test: HiddenTest, proc: StudentProcess, outcome: TestOutcome, deadline: float) -> None:
+        try:
+            conn = proc.fork()
+        except StudentCrashed as exc:
+            outcome.output, outcome.reason = str(exc), "crash"
+            return
+        conn.deadline = min(deadline, time.monotonic() + self.limits.test_timeout_s)
+        try:
+            kwargs = self._resolve(test.fn, conn)
+            test.fn(**kwargs)
+            outcome.passed, outcome.reason = True, "passed"
+        except CheckFailed as exc:
+            outcome.output, outcome.reason = str(exc), "wrong"
+        except StudentError as exc:
+            outcome.output, outcome.reason = _student_error_text(exc), "error"
+        except StudentTimeout as exc:
+            outcome.output, outcome.reason = str(exc), "timeout"
+        except StudentCrashed as exc:
+            outcome.output, outcome.reason = str(exc), "crash"
+        except AssertionError as exc:
+            outcome.output, outcome.reason = str(exc) or "a check failed", "wrong"
+        except Exception as exc:  # noqa: BLE001 - e.g. the student returned the wrong kind of object
+            outcome.output = f"your code returned something the test could not use ({type(exc).__name__}: {exc})"
+            outcome.reason = "wrong"
+            outcome.output += "\n" + "".join(traceback.format_exception_only(type(exc), exc))[-300:]
+        finally:
+            conn.close()
+
+    def _resolve(self, fn: Callable[..., Any], conn: StudentConnection) -> dict[str, Any]:
+        case_values = {"student": StudentNamespace(conn)}
+        return {name: self._fixture(name, case_values, ()) for name in inspect.signature(fn).parameters}
+
+    def _fixture(self, name: str, case_values: dict[str, Any], chain: tuple[str, ...]) -> Any:
+        if name in case_values:
+            return case_values[name]
+        if name in self._session:
+            return self._session[name]
+        if name in chain:
+            raise RuntimeError(f"fixture cycle: {' -> '.join(chain + (name,))}")
+        fn = self.fixtures.get(name)
+        if fn is None:
+            raise RuntimeError(f"hidden tests ask for an unknown fixture {name!r}")
+        args = {p: self._fixture(p, case_values, chain + (name,)) for p in inspect.signature(fn).parameters}
+        value = fn(**args)
+        if not _PER_CASE_FIXTURES & set(inspect.signature(fn).parameters):
+            self._session[name] = value
+        return value
+
+    def _unreadable(self, path: Path, message: str) -> SubmissionResult:
+        import hashlib
+
+        data = path.read_bytes() if path.exists() else b""
+        result = SubmissionResult(
+            assignment=self.bundle.assignment,
+            submission=path.stem,
+            submission_sha256=hashlib.sha256(data).hexdigest(),
+            bundle_hash=self.bundle.bundle_hash,
+            grader_version=__version__,
+            profile=self.profile,
+            device=self.device,
+            output=message,
+            error=message,
+        )
+        for ex in self.bundle.manifest["exercises"]:
+            er = ExerciseResult(ex["name"], float(ex["points"]))
+            er.tests.append(TestOutcome(ex["name"], "submission readable", 0.0, float(ex["points"]), False, message, "crash"))
+            result.exercises.append(er)
+        return result
+
+
+def _exercise_context(ex: dict, program, cell_results: dict, stubs: dict) -> str:
+    notes = []
+    for cid in ex["cells"]:
+        source = program.answers.get(cid)
+        if source is not None and stubs.get(cid) == source_hash(source):
+            notes.append(f"{NOT_ATTEMPTED}: cell {cid!r} is unchanged from the release.")
+            continue
+        if cid in program.notes:
+            notes.append(f"Note: {program.notes[cid]}.")
+        cell = cell_results.get(cid)
+        if cell is not None and not cell["ok"]:
+            notes.append(f"Your cell {cid!r} raised an error when run:\n{cell['error'].strip()}")
+    return "\n".join(notes)
+
+
+def _student_error_text(exc: StudentError) -> str:
+    lines = exc.traceback_text.strip().splitlines()
+    shown = "\n".join(lines[-30:])
+    return f"your code raised {exc.type_name}: {exc.message}\n{shown}".strip()
+
+
+def _overall_output(program, cell_results: dict, setup_error: str | None, tail: str) -> str:
+    parts = []
+    if setup_error:
+        parts.append(setup_error)
+    failed_setup = [cid for cid, r in cell_results.items() if not r["ok"] and cid not in program.answers]
+    if failed_setup:
+        parts.append(f"Setup cells failed to run: {', '.join(failed_setup)} (this is likely a grader problem).")
+    if tail.strip():
+        parts.append("Output printed by your notebook while grading (last part):\n" + tail)
+    return "\n\n".join(parts)
+
+
+def with_overrides(limits: Limits, **overrides: Any) -> Limits:
+    return replace(limits, **{k: v for k, v in overrides.items() if v is not None})
