@@ -229,11 +229,11 @@ def _exercise_context(ex: dict, program, cell_results: dict, stubs: dict) -> str
     notes = []
     for cid in ex["cells"]:
         source = program.answers.get(cid)
-        if source is not None and stubs.get(cid) == source_hash(source):
-            notes.append(f"{NOT_ATTEMPTED}: cell {cid!r} is unchanged from the release.")
-            continue
         if cid in program.notes:
             notes.append(f"Note: {program.notes[cid]}.")
+        elif source is not None and stubs.get(cid) == source_hash(source):
+            notes.append(f"{NOT_ATTEMPTED}: cell {cid!r} is unchanged from the release.")
+            continue
         cell = cell_results.get(cid)
         if cell is not None and not cell["ok"]:
             notes.append(f"Your cell {cid!r} raised an error when run:\n{cell['error'].strip()}")

@@ -1,0 +1,42 @@
+"""Shared fixtures: a scratch copy of the toy course, and graders built once per session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.authoring.assignment import find_assignment
+from autograder.build import build_course
+from autograder.grade.bundle import load_bundle
+from autograder.grade.runner import Grader
+from autograder.layout import CourseLayout
+
+REPO = Path(__file__).resolve().parents[1]
+TOY_COURSE = Path(__file__).parent / "fixtures" / "toy_course"
+
+
+@pytest.fixture(scope="session")
+def toy_layout(tmp_path_factory) -> CourseLayout:
+    root = tmp_path_factory.mktemp("toy_course")
+    shutil.copytree(TOY_COURSE / "source", root / "source")
+    layout = CourseLayout(root)
+    build_course(layout)
+    return layout
+
+
+@pytest.fixture(scope="session")
+def toy_assignment(toy_layout):
+    return find_assignment(toy_layout.source, "0.1")
+
+
+@pytest.fixture(scope="session")
+def toy_grader(toy_layout, toy_assignment) -> Grader:
+    return Grader(load_bundle(toy_layout.bundles / toy_assignment.id))
+
+
+def write_notebook(path: Path, nb) -> Path:
+    path.write_text(nbformat.writes(nb))
+    return path

@@ -1,0 +1,167 @@
+"""End-to-end grading on the toy assignment: scores, isolation, feedback, formats."""
+
+from __future__ import annotations
+
+import json
+
+import jupytext
+import pytest
+
+from autograder.build.samples import blank_submission, partial_submission, reference_submission, with_cell_source
+from autograder.grade.results import write_json_atomic
+from autograder.gradebook import grades_for, open_gradebook, record
+from conftest import write_notebook
+
+SOFTMAX_SOLUTION = '''def softmax(x):
+    shifted = x - x.max(dim=-1, keepdim=True).values
+    exps = shifted.exp()
+    return exps / exps.sum(dim=-1, keepdim=True)
+'''
+
+
+def scores(result):
+    return {e.name: e.score for e in result.exercises}
+
+
+def grade_nb(grader, tmp_path, nb, name="sub"):
+    return grader.grade_path(write_notebook(tmp_path / f"{name}.ipynb", nb))
+
+
+def test_reference_full_marks_blank_zero(toy_grader, toy_assignment, tmp_path):
+    ref = grade_nb(toy_grader, tmp_path, reference_submission(toy_assignment), "reference")
+    assert ref.score == ref.max_score == 10
+    blank = grade_nb(toy_grader, tmp_path, blank_submission(toy_assignment), "blank")
+    assert blank.score == 0
+    assert all(t.reason == "not_attempted" for e in blank.exercises for t in e.tests)
+    partial = grade_nb(toy_grader, tmp_path, partial_submission(toy_assignment), "partial")
+    assert scores(partial) == {"softmax": 4, "scale": 0, "double_scale": 0}
+
+
+def test_bug_in_dependency_costs_only_its_exercise(toy_grader, toy_assignment, tmp_path):
+    """DoubleScale is graded with the reference Scale, so a Scale bug costs only `scale`."""
+    nb = reference_submission(toy_assignment)
+    cell = next(c for c in nb.cells if c["id"] == "modules")
+    buggy = with_cell_source(nb, "modules", cell.source.replace("return x * self.w", "return x + self.w"))
+    assert scores(grade_nb(toy_grader, tmp_path, buggy)) == {"softmax": 4, "scale": 0, "double_scale": 3}
+
+
+def test_partial_credit_per_test_case(toy_grader, toy_assignment, tmp_path):
+    """A softmax without the max shift passes the random case but overflows on large logits."""
+    nb = reference_submission(toy_assignment)
+    naive = "def softmax(x):\n    return x.exp() / x.exp().sum(dim=-1, keepdim=True)\n"
+    result = grade_nb(toy_grader, tmp_path, with_cell_source(nb, "softmax", naive))
+    assert scores(result)["softmax"] == 2
+    failed = [t for t in result.exercise("softmax").tests if not t.passed][0]
+    assert "softmax of large logits" in failed.output and "worst element at index" in failed.output
+
+
+def test_monkeypatching_comparisons_gains_nothing(toy_grader, toy_assignment, tmp_path):
+    attack = (
+        "import torch, numpy\n"
+        "torch.allclose = lambda *a, **k: True\n"
+        "torch.testing.assert_close = lambda *a, **k: None\n"
+        "torch.equal = lambda *a, **k: True\n"
+        "numpy.allclose = lambda *a, **k: True\n"
+        "import autograder.checks\nautograder.checks.assert_close = lambda *a, **k: None\n"
+        "def softmax(x):\n    return x\n"
+    )
+    nb = with_cell_source(blank_submission(toy_assignment), "softmax", attack)
+    result = grade_nb(toy_grader, tmp_path, nb)
+    assert result.score == 0
+    assert "values differ" in result.exercise("softmax").tests[0].output
+
+
+def test_setup_cell_edits_are_ignored(toy_grader, toy_assignment, tmp_path):
+    nb = reference_submission(toy_assignment)
+    setup = next(c for c in nb.cells if c.metadata.get("autograder", {}).get("role") == "setup")
+    setup.source = "raise SystemExit('I broke setup')"
+    assert grade_nb(toy_grader, tmp_path, nb).score == 10
+
+
+def test_deleted_duplicated_and_reordered_cells(toy_grader, toy_assignment, tmp_path):
+    nb = reference_submission(toy_assignment)
+    softmax_cell = next(c for c in nb.cells if c["id"] == "softmax")
+    nb.cells = [c for c in nb.cells if c["id"] != "modules"][::-1] + [softmax_cell]
+    result = grade_nb(toy_grader, tmp_path, nb)
+    assert scores(result) == {"softmax": 4, "scale": 0, "double_scale": 0}
+    assert "was not found in your submission" in result.exercise("scale").tests[0].output
+
+
+def test_syntax_error_costs_only_its_cell(toy_grader, toy_assignment, tmp_path):
+    nb = with_cell_source(reference_submission(toy_assignment), "softmax", "def softmax(x:\n    return x\n")
+    result = grade_nb(toy_grader, tmp_path, nb)
+    assert scores(result) == {"softmax": 0, "scale": 3, "double_scale": 3}
+    assert "SyntaxError" in result.exercise("softmax").tests[0].output
+
+
+def test_infinite_loop_times_out_and_the_rest_is_graded(toy_grader, toy_assignment, tmp_path):
+    from dataclasses import replace
+
+    nb = with_cell_source(reference_submission(toy_assignment), "softmax", "def softmax(x):\n    while True:\n        pass\n")
+    original = toy_grader.limits
+    toy_grader.limits = replace(original, test_timeout_s=2)
+    try:
+        result = grade_nb(toy_grader, tmp_path, nb)
+    finally:
+        toy_grader.limits = original
+    assert scores(result) == {"softmax": 0, "scale": 3, "double_scale": 3}
+    assert all(t.reason == "timeout" for t in result.exercise("softmax").tests)
+    assert "time limit" in result.exercise("softmax").tests[0].output
+
+
+def test_jupytext_percent_submission(toy_grader, toy_assignment, tmp_path):
+    """A .py export loses cell ids; answers are matched by nbgrader grade_id metadata."""
+    nb = reference_submission(toy_assignment)
+    from autograder.build.samples import blank_submission as blank
+
+    released = blank(toy_assignment)
+    for cell in nb.cells:  # a student's file carries the release's metadata
+        cell.metadata = next(c.metadata for c in released.cells if c["id"] == cell["id"])
+    path = tmp_path / "percent.py"
+    path.write_text(jupytext.writes(nb, fmt="py:percent"))
+    assert "id" not in jupytext.read(path).cells[2] or True
+    assert toy_grader.grade_path(path).score == 10
+
+
+def test_definition_fallback_when_ids_are_lost(toy_grader, toy_assignment, tmp_path):
+    nb = reference_submission(toy_assignment)
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"renamed-{i}"
+        cell.metadata = {}
+    result = grade_nb(toy_grader, tmp_path, nb)
+    assert result.score == 10
+    assert "matched to your cell by the names it defines" not in result.exercise("softmax").tests[0].output
+
+
+def test_unreadable_submission_gets_a_result(toy_grader, tmp_path):
+    path = tmp_path / "broken.ipynb"
+    path.write_text("{ not json")
+    result = toy_grader.grade_path(path)
+    assert result.score == 0 and result.error and "not a valid Jupyter notebook" in result.error
+
+
+def test_results_json_schema(toy_grader, toy_assignment, tmp_path):
+    result = grade_nb(toy_grader, tmp_path, partial_submission(toy_assignment))
+    out = tmp_path / "out" / "results.json"
+    write_json_atomic(out, result.to_gradescope())
+    data = json.loads(out.read_text())
+    assert {"score", "max_score", "execution_time", "tests"} <= set(data)
+    for test in data["tests"]:
+        assert {"name", "score", "max_score", "status", "output", "visibility"} <= set(test)
+        assert test["status"] in {"passed", "failed"}
+    assert sum(t["score"] for t in data["tests"]) == pytest.approx(data["score"])
+
+
+def test_gradebook_regrade_replaces_row(toy_grader, toy_assignment, tmp_path):
+    engine = open_gradebook(tmp_path / "book.sqlite")
+    blank = grade_nb(toy_grader, tmp_path, blank_submission(toy_assignment), "alice")
+    record(engine, blank)
+    ref = grade_nb(toy_grader, tmp_path, reference_submission(toy_assignment), "alice")
+    record(engine, ref)
+    rows = grades_for(engine, toy_assignment.id)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.score == 10 and row.submission_sha256 == ref.submission_sha256
+    assert row.bundle_hash == ref.bundle_hash and row.grader_version
+    assert {e.exercise: e.score for e in row.exercises} == {"softmax": 4, "scale": 3, "double_scale": 3}
+    assert len(row.tests) == 4
