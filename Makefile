@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m autograder build
-	$(PY) -m autograder grade 1.1 examples/submissions/1.1_transformer_from_scratch --out results/demo --profile lite
+	$(PY) -m autograder samples 1.1 --out build/samples/1.1
+	$(PY) -m autograder grade 1.1 build/samples/1.1 --out results/demo --profile lite
 
 test: $(STAMP)
 	$(PY) -m autograder build --check

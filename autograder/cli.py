@@ -18,6 +18,7 @@ from autograder.authoring.assignment import AssignmentError, find_assignment
 from autograder.authoring.notebook import NotebookError
 from autograder.build import build_course, ensure_bundle
 from autograder.build.compile import LeakError
+from autograder.build.samples import sample_submissions
 from autograder.grade.bundle import BundleError, load_bundle
 from autograder.grade.runner import Grader, with_overrides
 from autograder.grade.submission import find_submissions
@@ -38,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     p_build = sub.add_parser("build", help="compile source/ into release/ and grading bundles")
     p_build.add_argument("--check", action="store_true", help="write nothing; exit 1 if release/ is stale")
     p_build.set_defaults(func=cmd_build)
+
+    p_samples = sub.add_parser("samples", help="write sample submissions (reference, partial, blank)")
+    p_samples.add_argument("assignment")
+    p_samples.add_argument("--out", type=Path, required=True)
+    p_samples.set_defaults(func=cmd_samples)
 
     p_grade = sub.add_parser("grade", help="grade submissions against hidden tests")
     p_grade.add_argument("assignment", help="assignment id, or a unique prefix such as 1.1")
@@ -72,6 +78,15 @@ def cmd_build(args: argparse.Namespace, layout: CourseLayout) -> int:
         console.print(f"release/ is up to date ({len(report.built)} assignment(s)).")
         return 0
     console.print(f"built {', '.join(report.built) or 'nothing'}")
+    return 0
+
+
+def cmd_samples(args: argparse.Namespace, layout: CourseLayout) -> int:
+    assignment = find_assignment(layout.source, args.assignment)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, data in sample_submissions(assignment).items():
+        (args.out / name).write_bytes(data)
+    console.print(f"wrote reference, partial and blank submissions of {assignment.id} to {args.out}")
     return 0
 
 
