@@ -13,6 +13,7 @@ own process changes nothing here.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -27,6 +28,24 @@ DEFAULT_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
     torch.float16: (1e-2, 1e-2),
     torch.bfloat16: (2e-2, 2e-2),
 }
+
+
+_DTYPE_BY_NAME = {str(d).removeprefix("torch."): d for d in DEFAULT_TOLERANCES}
+
+
+@contextmanager
+def default_tolerances(overrides: dict[str, tuple[float, float]]):
+    """Use an assignment's default tolerances (``{"float32": (atol, rtol)}``) within the block."""
+    saved = dict(DEFAULT_TOLERANCES)
+    try:
+        for name, (atol, rtol) in overrides.items():
+            if name not in _DTYPE_BY_NAME:
+                raise ValueError(f"unknown dtype {name!r} in tolerances; use one of {sorted(_DTYPE_BY_NAME)}")
+            DEFAULT_TOLERANCES[_DTYPE_BY_NAME[name]] = (float(atol), float(rtol))
+        yield
+    finally:
+        DEFAULT_TOLERANCES.clear()
+        DEFAULT_TOLERANCES.update(saved)
 
 
 class CheckFailed(AssertionError):

@@ -105,3 +105,11 @@ def test_metric_thresholds():
         checks.assert_metric(2.0, at_most=1.0, what="loss")
     with pytest.raises(checks.CheckFailed, match="NaN"):
         checks.assert_metric(float("nan"), at_least=0)
+
+
+def test_assignment_tolerances_override_defaults_within_the_block():
+    x = torch.randn(10)
+    with checks.default_tolerances({"float32": (1e-2, 0.0)}):
+        checks.assert_close(x + 5e-3, x)
+    with pytest.raises(checks.CheckFailed):
+        checks.assert_close(x + 5e-3, x)

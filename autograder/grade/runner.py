@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 
 from autograder import __version__
-from autograder.checks import CheckFailed
+from autograder.checks import CheckFailed, default_tolerances
 from autograder.grade.bundle import Bundle
 from autograder.grade.results import ExerciseResult, SubmissionResult, TestOutcome
 from autograder.grade.student import (
@@ -164,7 +164,8 @@ class Grader:
         conn.deadline = min(deadline, time.monotonic() + self.limits.test_timeout_s)
         try:
             kwargs = self._resolve(test.fn, conn)
-            test.fn(**kwargs)
+            with default_tolerances(self.bundle.manifest.get("tolerances", {})):
+                test.fn(**kwargs)
             outcome.passed, outcome.reason = True, "passed"
         except CheckFailed as exc:
             outcome.output, outcome.reason = str(exc), "wrong"
