@@ -21,6 +21,7 @@ from autograder.build.compile import LeakError
 from autograder.build.samples import sample_submissions
 from autograder.grade.bundle import BundleError, load_bundle
 from autograder.grade.runner import Grader, with_overrides
+from autograder.grade.sandbox import SandboxUnavailable
 from autograder.grade.submission import find_submissions
 from autograder.grade.results import write_json_atomic
 from autograder.gradebook import open_gradebook, record
@@ -55,13 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     p_grade.add_argument("--only", action="append", help="grade only this exercise (repeatable)")
     p_grade.add_argument("--test-timeout", type=float, help="seconds per test case (overrides assignment.toml)")
     p_grade.add_argument("--memory-mb", type=int, help="memory limit of the student process")
+    p_grade.add_argument(
+        "--no-sandbox", action="store_true",
+        help="run student code without bubblewrap (only on a machine you trust; recorded in every result)",
+    )
     p_grade.set_defaults(func=cmd_grade)
 
     args = parser.parse_args(argv)
     try:
         layout = CourseLayout(args.root.resolve()) if args.root else CourseLayout.find()
         return args.func(args, layout)
-    except (AssignmentError, NotebookError, LeakError, BundleError, FileNotFoundError) as exc:
+    except (AssignmentError, NotebookError, LeakError, BundleError, SandboxUnavailable, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
 
@@ -100,7 +105,10 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
         return 1
     limits = with_overrides(bundle.limits, test_timeout_s=args.test_timeout, memory_mb=args.memory_mb)
     with console.status(f"loading {assignment.id} (reference solution, hidden tests)…"):
-        grader = Grader(bundle, profile=args.profile, device=args.device, limits=limits, only=args.only)
+        grader = Grader(
+            bundle, profile=args.profile, device=args.device, limits=limits, only=args.only,
+            sandbox="none" if args.no_sandbox else "bwrap",
+        )
     engine = open_gradebook(args.db or layout.default_gradebook)
     results = []
     progress = Progress(

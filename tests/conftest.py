@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import warnings
+
 import nbformat
 import pytest
 
@@ -12,6 +14,7 @@ from autograder.authoring.assignment import find_assignment
 from autograder.build import build_course
 from autograder.grade.bundle import load_bundle
 from autograder.grade.runner import Grader
+from autograder.grade.sandbox import SandboxUnavailable, check_bwrap
 from autograder.layout import CourseLayout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,9 +35,19 @@ def toy_assignment(toy_layout):
     return find_assignment(toy_layout.source, "0.1")
 
 
+def available_sandbox() -> str:
+    """bubblewrap where it runs (CI installs it); otherwise grade bare, and say so loudly."""
+    try:
+        check_bwrap()
+        return "bwrap"
+    except SandboxUnavailable as exc:
+        warnings.warn(f"grading tests run WITHOUT the bubblewrap sandbox: {exc}", stacklevel=1)
+        return "none"
+
+
 @pytest.fixture(scope="session")
 def toy_grader(toy_layout, toy_assignment) -> Grader:
-    return Grader(load_bundle(toy_layout.bundles / toy_assignment.id))
+    return Grader(load_bundle(toy_layout.bundles / toy_assignment.id), sandbox=available_sandbox())
 
 
 def write_notebook(path: Path, nb) -> Path:

@@ -17,7 +17,7 @@ from autograder.build.samples import blank_submission, reference_submission
 from autograder.grade.bundle import load_bundle
 from autograder.grade.runner import Grader
 from autograder.layout import CourseLayout
-from conftest import REPO
+from conftest import REPO, available_sandbox
 from sections import apply_variant, load_variants, write
 
 LAYOUT = CourseLayout(REPO)
@@ -30,7 +30,7 @@ ALTERNATIVES = [v for v in VARIANTS if v.kind == "alternative"]
 @pytest.fixture(scope="module")
 def grader():
     ensure_bundle(LAYOUT, ASSIGNMENT)
-    return Grader(load_bundle(LAYOUT.bundles / ASSIGNMENT.id), profile="lite")
+    return Grader(load_bundle(LAYOUT.bundles / ASSIGNMENT.id), profile="lite", sandbox=available_sandbox())
 
 
 def scores(result):

@@ -49,6 +49,7 @@ class SubmissionResult:
     execution_time: float = 0.0
     free_points: float = 0.0
     error: str | None = None  # set when the submission could not be graded at all
+    sandbox: str = "bwrap"  # "none" when graded with --no-sandbox
 
     @property
     def score(self) -> float:
@@ -93,6 +94,7 @@ class SubmissionResult:
                 "grader_version": self.grader_version,
                 "profile": self.profile,
                 "device": self.device,
+                "sandbox": self.sandbox,
                 "exercises": {ex.name: {"score": ex.score, "max_score": ex.max_score} for ex in self.exercises},
                 "error": self.error,
             },

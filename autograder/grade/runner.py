@@ -34,6 +34,7 @@ from autograder.grade.student import (
     StudentProcess,
     StudentTimeout,
 )
+from autograder.grade.sandbox import NO_SANDBOX_NOTE, make_sandbox
 from autograder.grade.submission import Submission, SubmissionError, build_program, read_submission, source_hash
 from autograder.testing import HiddenTest, collect
 
@@ -49,12 +50,14 @@ class Grader:
         device: str = "cpu",
         limits: Limits | None = None,
         only: list[str] | None = None,
+        sandbox: str = "bwrap",
     ):
         self.bundle = bundle
         self.profile = profile
         self.device = device
         self.limits = limits or bundle.limits
         self.only = only
+        self.sandbox = make_sandbox(sandbox)
         os.environ["AUTOGRADER_PROFILE"] = profile
         os.environ["AUTOGRADER_DEVICE"] = device
         tag = bundle.assignment.replace(".", "_").replace("-", "_")
@@ -103,8 +106,8 @@ class Grader:
         program = build_program(self._release_nb, manifest["setup_cells"], self.bundle.answer_cell_ids(), submission)
         workdir = Path(tempfile.mkdtemp(prefix="autograder-"))
         try:
-            self._stage_support_files(workdir)
-            with StudentProcess(workdir / "run", [workdir / "run"], self.limits, self.profile, self.device) as proc:
+            self._stage_support_files(workdir / "home")
+            with StudentProcess(workdir, self.limits, self.profile, self.device, self.sandbox) as proc:
                 try:
                     cell_results = {r["id"]: r for r in proc.exec_cells(program.cells)}
                     setup_error = None
@@ -118,17 +121,19 @@ class Grader:
                         self._grade_exercise(ex, proc, program, cell_results, setup_error, deadline)
                     )
                 result.output = _overall_output(program, cell_results, setup_error, proc.output_tail())
+                if not self.sandbox.isolated:
+                    result.output = f"Note: {NO_SANDBOX_NOTE}.\n\n{result.output}".strip()
+                result.sandbox = self.sandbox.kind
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         result.execution_time = time.monotonic() - started
         return result
 
     # ---------------------------------------------------------------- helpers
-    def _stage_support_files(self, workdir: Path) -> None:
-        run = workdir / "run"
-        run.mkdir(parents=True)
+    def _stage_support_files(self, home: Path) -> None:
+        home.mkdir(parents=True)
         for path in self.bundle.support_files():
-            dest = run / path.relative_to(self.bundle.student_dir)
+            dest = home / path.relative_to(self.bundle.student_dir)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)
 

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import torch
 
 from autograder.grade import wire
+from autograder.grade.sandbox import Sandbox
 
 
 class StudentError(Exception):
@@ -104,22 +105,27 @@ class StudentProcess:
     def __init__(
         self,
         workdir: Path,
-        python_path: list[Path],
         limits: Limits,
         profile: str = "lite",
         device: str = "cpu",
+        sandbox: Sandbox | None = None,
     ):
+        """Start the worker with ``workdir/home`` as its private, writable home."""
         self.workdir = workdir
         self.limits = limits
-        (workdir / "tmp").mkdir(parents=True, exist_ok=True)
+        self.sandbox = sandbox or Sandbox("none")
+        home = workdir / "home"
+        (home / "tmp").mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "student_output.log"
         ours, theirs = socket.socketpair()
         self._sock = ours
         self._log = open(self.log_path, "wb")
+        inner = [sys.executable, "-m", "autograder.grade.worker", "--fd", str(theirs.fileno()), "--device", device]
+        command, seen_home = self.sandbox.command(inner, home)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "autograder.grade.worker", "--fd", str(theirs.fileno()), "--device", device],
-            cwd=workdir,
-            env=_with_package_path(scrubbed_environment(workdir, python_path, profile, device)),
+            command,
+            cwd=home,
+            env=_with_package_path(scrubbed_environment(seen_home, [seen_home], profile, device)),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -139,24 +145,22 @@ class StudentProcess:
     def fork(self) -> "StudentConnection":
         """A fresh copy of the program, for one test case."""
         self.conn.ensure_alive()
-        wire.send_message(self._sock, {"op": "fork", "id": 0}, [])
-        deadline = time.monotonic() + 30
-        self._sock.settimeout(30)
         try:
-            data, fds, _flags, _addr = socket.recv_fds(self._sock, 12, 1)
+            wire.send_message(self._sock, {"op": "fork", "id": 0}, [])
+            self._sock.settimeout(30)
+            data, fds, _flags, _addr = socket.recv_fds(self._sock, 4, 1)
         except (socket.timeout, OSError) as exc:
-            raise StudentCrashed(f"could not start a fresh copy of your program: {exc}") from exc
-        while len(data) < 12 and time.monotonic() < deadline:
-            more = self._sock.recv(12 - len(data))
-            if not more:
-                break
-            data += more
-        if len(data) != 12 or not data.startswith(b"FORK") or len(fds) != 1:
+            self.conn._die(f"your program stopped answering the grader ({exc})")
+            raise StudentCrashed(self.conn.dead_reason) from exc
+        if data != b"FORK" or len(fds) != 1:
             for fd in fds:
                 os.close(fd)
-            raise StudentCrashed("your program stopped answering the grader (it may have exited)")
-        (pid,) = struct.unpack("<q", data[4:])
-        return StudentConnection(socket.socket(fileno=fds[0]), pid, self.limits, self.device)
+            self.conn._die("your program stopped answering the grader (it may have exited)")
+            raise StudentCrashed(self.conn.dead_reason)
+        child = socket.socket(fileno=fds[0])
+        # The kernel, not the student process, says who is at the other end.
+        pid, _uid, _gid = struct.unpack("3i", child.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        return StudentConnection(child, pid, self.limits, self.device)
 
     def output_tail(self, max_bytes: int = 4000) -> str:
         try:

@@ -411,16 +411,26 @@ def serve(sock: socket.socket, server: Server, zygote: bool) -> None:
 
 
 def _fork_child(sock: socket.socket, header: dict) -> socket.socket | None:
-    ours, theirs = socket.socketpair()
+    """Fork a child that hands the grader its own connection.
+
+    The child creates the socket pair itself, so the kernel can tell the grader
+    (SO_PEERCRED) which process is at the other end, in the grader's PID
+    namespace: the grader can then stop a runaway child without trusting us.
+    """
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        theirs.close()
+        os.close(ready_r)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        ours, theirs = socket.socketpair()
+        socket.send_fds(sock, [b"FORK"], [theirs.fileno()])
+        theirs.close()
+        os.write(ready_w, b"x")
+        os.close(ready_w)
         return ours
-    ours.close()
-    payload = b"FORK" + struct.pack("<q", pid)
-    socket.send_fds(sock, [payload], [theirs.fileno()])
-    theirs.close()
+    os.close(ready_w)
+    os.read(ready_r, 1)  # wait until the child has written its message
+    os.close(ready_r)
     return None
 
 

@@ -1,0 +1,125 @@
+"""Where the student process runs: inside bubblewrap, or (explicitly) bare.
+
+The bubblewrap view of the filesystem holds only what running Python needs,
+read-only (the system's /usr, the Python installation, the autograder package),
+plus a private writable home with the assignment's support files and a private
+/tmp. The bundle (hidden tests, reference), the gradebook, the course source and
+other submissions are simply not there. There is no network but loopback, and
+the process gets its own PID namespace, so it cannot signal the grader.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import autograder
+
+SANDBOX_HOME = "/home/student"
+NO_SANDBOX_NOTE = "graded WITHOUT a sandbox (--no-sandbox): student code could read and change files on the grading machine"
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap cannot run here; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How to wrap the worker command. ``kind`` is ``"bwrap"`` or ``"none"``."""
+
+    kind: str = "bwrap"
+
+    def command(self, inner: list[str], home: Path) -> tuple[list[str], Path]:
+        """The command to start and the path the worker sees as its home."""
+        if self.kind == "none":
+            return inner, home
+        return bwrap_command(inner, home), Path(SANDBOX_HOME)
+
+    @property
+    def isolated(self) -> bool:
+        return self.kind != "none"
+
+
+def _python_roots() -> list[Path]:
+    """Directories the interpreter and its packages live in."""
+    roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            roots.add(Path(path))
+    roots.add(Path(sys.executable).resolve().parent.parent)
+    # Drop paths nested inside another root.
+    ordered = sorted(roots, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in ordered:
+        if not any(path.is_relative_to(k) for k in kept):
+            kept.append(path)
+    return kept
+
+
+def bwrap_command(inner: list[str], home: Path) -> list[str]:
+    cmd = [
+        _bwrap_binary(),
+        "--unshare-all",  # no network but lo, own PID/IPC/UTS/user namespaces
+        "--die-with-parent",
+        "--new-session",
+        "--ro-bind", "/usr", "/usr",
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--tmpfs", "/tmp",
+        "--dir", "/home",
+    ]
+    for link in ("/bin", "/lib", "/lib64", "/sbin"):
+        target = Path(link)
+        if target.is_symlink():
+            cmd += ["--symlink", str(target.readlink()), link]
+        elif target.exists():
+            cmd += ["--ro-bind", link, link]
+    for path in ("/etc/ld.so.cache", "/etc/passwd", "/etc/group", "/etc/localtime"):
+        cmd += ["--ro-bind-try", path, path]
+    for root in _python_roots() + [Path(autograder.__file__).resolve().parent]:
+        if not str(root).startswith("/usr/"):
+            cmd += ["--ro-bind", str(root), str(root)]
+    cmd += ["--bind", str(home), SANDBOX_HOME, "--chdir", SANDBOX_HOME]
+    return cmd + inner
+
+
+def _bwrap_binary() -> str:
+    path = shutil.which("bwrap")
+    if path is None:
+        raise SandboxUnavailable(
+            "bubblewrap (bwrap) is not installed, so student code cannot be sandboxed. "
+            "Install it (Debian/Ubuntu: `apt-get install bubblewrap`), or grade with "
+            "--no-sandbox on a machine you trust (this is recorded in every result)."
+        )
+    return path
+
+
+@lru_cache(maxsize=1)
+def check_bwrap() -> None:
+    """Raise :class:`SandboxUnavailable` unless this Python starts inside a bubblewrap sandbox here."""
+    with tempfile.TemporaryDirectory() as home:
+        probe = subprocess.run(
+            bwrap_command([sys.executable, "-c", "import torch"], Path(home)),
+            capture_output=True, text=True, timeout=120,
+        )
+    if probe.returncode != 0:
+        raise SandboxUnavailable(
+            f"bubblewrap is installed but cannot start a sandbox here ({probe.stderr.strip()[-300:]}). "
+            "It needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or root. "
+            "Fix that, or grade with --no-sandbox on a machine you trust (recorded in every result)."
+        )
+
+
+def make_sandbox(kind: str) -> Sandbox:
+    if kind == "bwrap":
+        check_bwrap()
+    elif kind != "none":
+        raise ValueError(f"unknown sandbox {kind!r}")
+    return Sandbox(kind)
