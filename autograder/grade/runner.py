@@ -105,26 +105,26 @@ class Grader:
         )
         program = build_program(self._release_nb, manifest["setup_cells"], self.bundle.answer_cell_ids(), submission)
         workdir = Path(tempfile.mkdtemp(prefix="autograder-"))
+        running = _RunningProgram(self, workdir, program.cells)
         try:
             self._stage_support_files(workdir / "home")
-            with StudentProcess(workdir, self.limits, self.profile, self.device, self.sandbox) as proc:
-                try:
-                    cell_results = {r["id"]: r for r in proc.exec_cells(program.cells)}
-                    setup_error = None
-                except (StudentCrashed, StudentTimeout, StudentError) as exc:
-                    cell_results, setup_error = {}, f"your notebook could not be run: {exc}"
-                deadline = started + float(manifest.get("submission_timeout_s", 600))
-                for ex in manifest["exercises"]:
-                    if self.only and ex["name"] not in self.only:
-                        continue
-                    result.exercises.append(
-                        self._grade_exercise(ex, proc, program, cell_results, setup_error, deadline)
-                    )
-                result.output = _overall_output(program, cell_results, setup_error, proc.output_tail())
-                if not self.sandbox.isolated:
-                    result.output = f"Note: {NO_SANDBOX_NOTE}.\n\n{result.output}".strip()
-                result.sandbox = self.sandbox.kind
+            running.start()
+            deadline = started + float(manifest.get("submission_timeout_s", 600))
+            for ex in manifest["exercises"]:
+                if self.only and ex["name"] not in self.only:
+                    continue
+                result.exercises.append(self._grade_exercise(ex, running, program, deadline))
+            result.output = _overall_output(program, running.cell_results, running.setup_error, running.output_tail())
+            if running.restarts:
+                result.output = (
+                    f"Your program stopped while being tested and was restarted {running.restarts} time(s); "
+                    "the tests it was running when it stopped scored 0.\n\n" + result.output
+                ).strip()
+            if not self.sandbox.isolated:
+                result.output = f"Note: {NO_SANDBOX_NOTE}.\n\n{result.output}".strip()
+            result.sandbox = self.sandbox.kind
         finally:
+            running.close()
             shutil.rmtree(workdir, ignore_errors=True)
         result.execution_time = time.monotonic() - started
         return result
@@ -137,20 +137,20 @@ class Grader:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)
 
-    def _grade_exercise(self, ex: dict, proc: StudentProcess, program, cell_results, setup_error, deadline) -> ExerciseResult:
+    def _grade_exercise(self, ex: dict, running: "_RunningProgram", program, deadline: float) -> ExerciseResult:
         tests = [t for t in self.tests if t.exercise == ex["name"]]
         total_weight = sum(t.weight for t in tests)
         result = ExerciseResult(ex["name"], float(ex["points"]))
-        context = _exercise_context(ex, program, cell_results, self.bundle.manifest.get("answer_stubs", {}))
         for test in tests:
             max_score = float(ex["points"]) * test.weight / total_weight
             outcome = TestOutcome(ex["name"], test.name, 0.0, max_score, passed=False)
-            if setup_error:
-                outcome.output, outcome.reason = setup_error, "crash"
+            if running.setup_error:
+                outcome.output, outcome.reason = running.setup_error, "crash"
             elif time.monotonic() > deadline:
                 outcome.output, outcome.reason = "not run: the submission's total time limit was reached", "skipped"
             else:
-                self._run_case(test, proc, outcome, deadline)
+                self._run_case(test, running, outcome, deadline)
+            context = _exercise_context(ex, program, running.cell_results, self.bundle.manifest.get("answer_stubs", {}))
             if outcome.passed:
                 outcome.score = max_score
             elif context.startswith(NOT_ATTEMPTED):
@@ -160,9 +160,9 @@ class Grader:
             result.tests.append(outcome)
         return result
 
-    def _run_case(self, test: HiddenTest, proc: StudentProcess, outcome: TestOutcome, deadline: float) -> None:
+    def _run_case(self, test: HiddenTest, running: "_RunningProgram", outcome: TestOutcome, deadline: float) -> None:
         try:
-            conn = proc.fork()
+            conn = running.fork()
         except StudentCrashed as exc:
             outcome.output, outcome.reason = str(exc), "crash"
             return
@@ -185,7 +185,6 @@ class Grader:
         except Exception as exc:  # noqa: BLE001 - e.g. the student returned the wrong kind of object
             outcome.output = f"your code returned something the test could not use ({type(exc).__name__}: {exc})"
             outcome.reason = "wrong"
-            outcome.output += "\n" + "".join(traceback.format_exception_only(type(exc), exc))[-300:]
         finally:
             conn.close()
 
@@ -229,6 +228,59 @@ class Grader:
             er.tests.append(TestOutcome(ex["name"], "submission readable", 0.0, float(ex["points"]), False, message, "crash"))
             result.exercises.append(er)
         return result
+
+
+class _RunningProgram:
+    """A submission's program in its student process, restarted if it dies.
+
+    A test case that kills the whole program (not just its own fork) costs that
+    case; the program is started again for the remaining tests, a bounded
+    number of times.
+    """
+
+    MAX_RESTARTS = 3
+
+    def __init__(self, grader: Grader, workdir: Path, cells: list[tuple[str, str]]):
+        self.grader = grader
+        self.workdir = workdir
+        self.cells = cells
+        self.proc: StudentProcess | None = None
+        self.cell_results: dict[str, dict] = {}
+        self.setup_error: str | None = None
+        self.restarts = 0
+        self._tails: list[str] = []
+
+    def start(self) -> None:
+        g = self.grader
+        self.proc = StudentProcess(self.workdir, g.limits, g.profile, g.device, g.sandbox)
+        try:
+            self.cell_results = {r["id"]: r for r in self.proc.exec_cells(self.cells)}
+            self.setup_error = None
+        except (StudentCrashed, StudentTimeout, StudentError) as exc:
+            self.cell_results, self.setup_error = {}, f"your notebook could not be run: {exc}"
+
+    def fork(self) -> StudentConnection:
+        assert self.proc is not None
+        try:
+            return self.proc.fork()
+        except StudentCrashed:
+            if self.restarts >= self.MAX_RESTARTS:
+                raise
+            self.restarts += 1
+            self._tails.append(self.proc.output_tail())
+            self.proc.close()
+            self.start()
+            if self.setup_error:
+                raise StudentCrashed(self.setup_error) from None
+            return self.proc.fork()
+
+    def output_tail(self) -> str:
+        current = self.proc.output_tail() if self.proc else ""
+        return "\n".join(t for t in [*self._tails, current] if t.strip())[-4000:]
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.close()
 
 
 def _exercise_context(ex: dict, program, cell_results: dict, stubs: dict) -> str:

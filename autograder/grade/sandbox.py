@@ -10,11 +10,13 @@ the process gets its own PID namespace, so it cannot signal the grader.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +24,7 @@ from pathlib import Path
 import autograder
 
 SANDBOX_HOME = "/home/student"
+TMPFS_BYTES = 256 * 1024 * 1024
 NO_SANDBOX_NOTE = "graded WITHOUT a sandbox (--no-sandbox): student code could read and change files on the grading machine"
 
 
@@ -72,7 +75,7 @@ def bwrap_command(inner: list[str], home: Path) -> list[str]:
         "--ro-bind", "/usr", "/usr",
         "--proc", "/proc",
         "--dev", "/dev",
-        "--tmpfs", "/tmp",
+        "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",  # RAM-backed: capped
         "--dir", "/home",
     ]
     for link in ("/bin", "/lib", "/lib64", "/sbin"):
@@ -123,3 +126,55 @@ def make_sandbox(kind: str) -> Sandbox:
     elif kind != "none":
         raise ValueError(f"unknown sandbox {kind!r}")
     return Sandbox(kind)
+
+
+class ProcessCap:
+    """A pids cgroup capping how many processes a submission may have at once.
+
+    RLIMIT_NPROC does not bind root, and graders often run as root in
+    containers, so fork bombs are stopped by the kernel's pids controller where
+    one is writable (cgroup v1 ``pids`` or v2). Where none is, RLIMIT_NPROC is
+    the fallback (effective for non-root graders).
+    """
+
+    def __init__(self, max_processes: int):
+        self.path: Path | None = None
+        for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+            if (base / "cgroup.procs").exists() and os.access(base, os.W_OK):
+                if base.name != "pids" and "pids" not in (base / "cgroup.controllers").read_text(errors="ignore"):
+                    continue
+                try:
+                    path = Path(tempfile.mkdtemp(prefix="autograder-", dir=base))
+                    (path / "pids.max").write_text(str(max_processes))
+                except OSError:
+                    continue
+                self.path = path
+                break
+
+    @property
+    def active(self) -> bool:
+        return self.path is not None
+
+    def join(self) -> None:
+        """Move the calling process (a child between fork and exec) into the cgroup."""
+        if self.path is not None:
+            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def remove(self) -> None:
+        if self.path is None:
+            return
+        try:
+            for pid in (self.path / "cgroup.procs").read_text().split():
+                try:
+                    os.kill(int(pid), 9)
+                except ProcessLookupError:
+                    pass
+            for _ in range(50):
+                try:
+                    self.path.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.02)
+        except OSError:
+            pass
+        self.path = None

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import torch
 
 from autograder.grade import wire
-from autograder.grade.sandbox import Sandbox
+from autograder.grade.sandbox import ProcessCap, Sandbox
 
 
 class StudentError(Exception):
@@ -58,6 +58,7 @@ class Limits:
     cpu_seconds: int = 600
     file_size_mb: int = 64
     open_files: int = 256
+    max_processes: int = 64
     test_timeout_s: float = 30.0
     startup_timeout_s: float = 60.0
     max_message_mb: int = 1024
@@ -70,6 +71,8 @@ class Limits:
         _setrlimit(resource.RLIMIT_FSIZE, self.file_size_mb * mb)
         _setrlimit(resource.RLIMIT_NOFILE, self.open_files)
         _setrlimit(resource.RLIMIT_CORE, 0)
+        if os.getuid() != 0:  # root ignores it; the pids cgroup covers that case
+            _setrlimit(resource.RLIMIT_NPROC, self.max_processes)
 
 
 def _setrlimit(which: int, value: int) -> None:
@@ -122,6 +125,12 @@ class StudentProcess:
         self._log = open(self.log_path, "wb")
         inner = [sys.executable, "-m", "autograder.grade.worker", "--fd", str(theirs.fileno()), "--device", device]
         command, seen_home = self.sandbox.command(inner, home)
+        self._cap = ProcessCap(limits.max_processes)
+
+        def before_exec() -> None:
+            self._cap.join()
+            limits.apply()
+
         self._proc = subprocess.Popen(
             command,
             cwd=home,
@@ -130,7 +139,7 @@ class StudentProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             pass_fds=[theirs.fileno()],
-            preexec_fn=limits.apply,
+            preexec_fn=before_exec,
             start_new_session=True,
         )
         theirs.close()
@@ -180,6 +189,7 @@ class StudentProcess:
             self._proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
             pass
+        self._cap.remove()
         self._sock.close()
         self._log.close()
 

@@ -176,20 +176,27 @@ class Encoder:
         return self.as_handle(value)
 
     def _tensor(self, value: torch.Tensor) -> dict:
-        # Read through the base class so a subclass's overrides play no part.
-        plain = torch.Tensor.detach(value)
-        if plain.is_complex() or plain.dtype not in _DTYPE_NAMES:
-            raise ProtocolError(f"tensors of dtype {plain.dtype} cannot be sent")
-        plain = torch.Tensor.contiguous(torch.Tensor.cpu(plain))
-        if plain.layout != torch.strided:
-            plain = plain.to_dense()
-        raw = torch.Tensor.view(plain.reshape(-1), torch.uint8) if plain.numel() else plain.new_empty(0, dtype=torch.uint8)
-        self.buffers.append(bytes(raw.numpy().tobytes()))
+        # Subclasses may override __torch_function__ to lie about their data;
+        # read the storage with subclass dispatch switched off.
+        with torch._C.DisableTorchFunctionSubclass():
+            plain = torch.Tensor.detach(value)
+            if plain.is_complex() or plain.dtype not in _DTYPE_NAMES:
+                raise ProtocolError(f"tensors of dtype {plain.dtype} cannot be sent")
+            if plain.device.type == "meta":
+                raise ProtocolError("a tensor on the 'meta' device has no data")
+            plain = plain.cpu()
+            if plain.layout != torch.strided:
+                plain = plain.to_dense()
+            plain = plain.contiguous().as_subclass(torch.Tensor)
+            raw = plain.reshape(-1).view(torch.uint8) if plain.numel() else torch.empty(0, dtype=torch.uint8)
+            data = bytes(raw.numpy().tobytes())
+            requires_grad = bool(torch.Tensor.requires_grad.__get__(value))
+        self.buffers.append(data)
         return {
             "$tensor": len(self.buffers) - 1,
             "dtype": _DTYPE_NAMES[plain.dtype],
             "shape": [int(s) for s in plain.shape],
-            "requires_grad": bool(value.requires_grad),
+            "requires_grad": requires_grad,
         }
 
 

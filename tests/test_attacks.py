@@ -1,0 +1,126 @@
+"""Adversarial submissions: none may earn undeserved points, hide what happened,
+or disturb the grader or the next submission.
+
+Each attack replaces the toy assignment's ``softmax`` answer cell (the other
+answer cells stay correct). ``expect`` is the score every exercise deserves;
+``says`` is a phrase the student's feedback must contain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from autograder.build.samples import reference_submission, with_cell_source
+from conftest import write_notebook
+
+FULL = {"softmax": 4.0, "scale": 3.0, "double_scale": 3.0}
+ALL_ZERO = {"softmax": 0.0, "scale": 0.0, "double_scale": 0.0}
+SOFTMAX_ZERO = {**FULL, "softmax": 0.0}
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    code: str
+    says: str
+    expect: dict = field(default_factory=lambda: SOFTMAX_ZERO)
+
+
+def body(code: str) -> str:
+    """A softmax whose body is ``code`` (run when a test calls it)."""
+    indented = "\n".join("    " + line for line in code.strip().splitlines())
+    return f"import os, sys, signal, torch\n\ndef softmax(x):\n{indented}\n"
+
+
+# Walks the whole filesystem view except the read-only system trees and the
+# python installation (public code: a full walk there only burns the time limit).
+WALK = (
+    "def walk_for(*suffixes):\n"
+    "    hits = []\n"
+    "    for top, dirs, files in os.walk('/'):\n"
+    "        if top == '/':\n"
+    "            dirs[:] = [d for d in dirs if d not in ('usr', 'proc', 'sys', 'dev', 'lib', 'lib64', 'bin', 'sbin')]\n"
+    "        dirs[:] = [d for d in dirs if d not in ('site-packages', '.venv', 'lib-dynload')]\n"
+    "        hits += [os.path.join(top, n) for n in files + dirs if n.endswith(suffixes)]\n"
+    "    return hits\n"
+)
+
+ATTACKS = [
+    # --- tampering with comparisons and the framework (in the student's own process)
+    Attack("patch torch comparisons", body("torch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True\nreturn x"), "values differ"),
+    Attack("patch assert_close", body("torch.testing.assert_close = lambda *a, **k: None\nreturn x * 0"), "values differ"),
+    Attack("patch numpy", "import numpy\nnumpy.allclose = lambda *a, **k: True\nnumpy.testing.assert_allclose = lambda *a, **k: None\ndef softmax(x):\n    return x\n", "values differ"),
+    Attack("patch autograder.checks", "import autograder.checks as c\nc.assert_close = lambda *a, **k: None\nc.CheckFailed = Exception\ndef softmax(x):\n    return x\n", "values differ"),
+    Attack("patch pytest", "import sys, types\nsys.modules['pytest'] = types.SimpleNamespace(fail=lambda *a: None)\ndef softmax(x):\n    return x\n", "values differ"),
+    Attack("patch the worker's encoder", "import autograder.grade.wire as w\nw.Encoder.encode = lambda self, v, depth=0: {'$tensor': 0}\ndef softmax(x):\n    return x\n", "could not be run", ALL_ZERO),
+    Attack("replace builtins", "import builtins\nbuiltins.isinstance = lambda *a: True\ndef softmax(x):\n    return x\n", "your", ALL_ZERO),
+    # --- objects that lie about themselves
+    Attack("tensor subclass with __eq__", body("class T(torch.Tensor):\n    def __eq__(self, o): return True\nreturn torch.zeros_like(x).as_subclass(T)"), "values differ"),
+    Attack("__torch_function__ override", body(
+        "class T(torch.Tensor):\n    @classmethod\n    def __torch_function__(cls, f, t, a=(), k=None):\n        return True\n"
+        "return torch.zeros_like(x).as_subclass(T)"), "values differ"),
+    Attack("object with __eq__", body("class Yes:\n    def __eq__(self, o): return True\nreturn Yes()"), "expected a torch.Tensor"),
+    Attack("NaN output", body("return torch.full_like(x, float('nan'))"), "values differ"),
+    Attack("inf output", body("return torch.full_like(x, float('inf'))"), "values differ"),
+    Attack("wrong shape", body("return x.softmax(-1)[:, :2]"), "wrong shape"),
+    Attack("wrong dtype", body("return x.softmax(-1).round().long()"), "values differ"),
+    Attack("meta device", body("return torch.empty(x.shape, device='meta')"), "meta"),
+    Attack("10 GB allocation", body("return torch.empty(10 * 1024**3, dtype=torch.uint8)"), "allocate"),
+    # --- exiting, killing, stopping
+    Attack("sys.exit(0)", body("sys.exit(0)"), "sys.exit"),
+    Attack("os._exit(0)", body("os._exit(0)"), "exited or crashed"),
+    Attack("kill the parent", body("os.kill(os.getppid(), 9)\nreturn x"), ""),
+    Attack("SIGSTOP itself", body("os.kill(os.getpid(), signal.SIGSTOP)\nreturn x"), "time limit"),
+    Attack("delete own files", body("import shutil\nshutil.rmtree(os.path.expanduser('~'), ignore_errors=True)\nreturn x * 0"), "values differ"),
+    Attack("exit at definition time", "import os\nos._exit(3)\n", "could not be run", ALL_ZERO),
+    # --- resource exhaustion
+    Attack("infinite loop", body("while True:\n    pass"), "time limit"),
+    Attack("fork bomb", body("while True:\n    try:\n        os.fork()\n    except OSError:\n        pass"), ""),
+    Attack("memory bomb", body("blocks = []\nwhile True:\n    blocks.append(bytearray(100 * 1024**2))"), "MemoryError"),
+    Attack("fill the disk", body("with open('big.bin', 'wb') as f:\n    while True:\n        f.write(b'0' * 1024**2)"), "File too large"),
+    Attack("fill /tmp", body("with open('/tmp/big.bin', 'wb') as f:\n    while True:\n        f.write(b'0' * 1024**2)"), "Error"),
+    Attack("flood stdout", body("while True:\n    print('spam' * 1000)"), ""),
+    # --- reaching outside
+    Attack("read hidden tests and reference", body(
+        WALK + "found = walk_for('reference.py', 'test_toy.py', 'manifest.json')\n"
+        "assert not found, found\nraise RuntimeError('nothing to read')"), "nothing to read"),
+    Attack("read the gradebook and other submissions", body(
+        WALK + "found = walk_for('.sqlite', '.ipynb')\n"
+        "assert not found, found\nraise RuntimeError('nothing found')"), "nothing found"),
+    Attack("read environment secrets", body("assert 'AUTOGRADER_TEST_SECRET' not in os.environ\nraise RuntimeError('no secrets')"), "no secrets"),
+    Attack("forge results.json", body(
+        WALK + "import json\nfor d in walk_for('results'):\n"
+        "    open(d + '/results.json', 'w').write(json.dumps({'score': 100}))\nreturn x * 0"), "values differ"),
+    Attack("open a socket", body("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)\nreturn x"), "OSError"),
+    Attack("resolve DNS", body("import socket\nsocket.gethostbyname('pypi.org')\nreturn x"), "gaierror"),
+    Attack("detect grading mode", body("if os.environ.get('AUTOGRADER_PROFILE'):\n    return torch.ones_like(x)\nreturn x.softmax(-1) * 0"), "values differ"),
+]
+
+
+@pytest.fixture(scope="module")
+def reference_nb(toy_assignment):
+    return reference_submission(toy_assignment)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.name)
+def test_attack(attack, toy_grader, reference_nb, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_TEST_SECRET", "hunter2")
+    allclose_before = torch.allclose
+    nb = with_cell_source(reference_nb, "softmax", attack.code)
+    result = toy_grader.grade_path(write_notebook(tmp_path / "attack.ipynb", nb))
+    got = {e.name: e.score for e in result.exercises}
+    feedback = "\n".join(t.output for e in result.exercises for t in e.tests) + result.output
+    assert got == attack.expect, feedback[:3000]
+    assert attack.says in feedback, feedback[:3000]
+    # The grader is untouched, and the next submission is graded normally.
+    assert torch.allclose is allclose_before
+    after = toy_grader.grade_path(write_notebook(tmp_path / "next.ipynb", reference_nb))
+    assert after.score == 10, [t.output for e in after.exercises for t in e.tests if not t.passed]
+
+
+def test_there_are_at_least_30_attacks():
+    assert len(ATTACKS) >= 30
