@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
@@ -22,9 +23,9 @@ from autograder.build.samples import sample_submissions
 from autograder.grade.bundle import BundleError, load_bundle
 from autograder.grade.runner import Grader, with_overrides
 from autograder.grade.sandbox import SandboxUnavailable
-from autograder.grade.submission import find_submissions
+from autograder.grade.submission import find_submissions, submission_name
 from autograder.grade.results import write_json_atomic
-from autograder.gradebook import open_gradebook, record
+from autograder.gradebook import graded_versions, open_gradebook, record
 from autograder.layout import CourseLayout
 from autograder.report import print_summary
 
@@ -54,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     p_grade.add_argument("--device", default="cpu")
     p_grade.add_argument("--db", help="gradebook path or SQLAlchemy URL (default: gradebook.sqlite in the course root)")
     p_grade.add_argument("--only", action="append", help="grade only this exercise (repeatable)")
+    p_grade.add_argument(
+        "--regrade", action="store_true",
+        help="grade again submissions whose content and bundle are unchanged since their recorded grade",
+    )
     p_grade.add_argument("--test-timeout", type=float, help="seconds per test case (overrides assignment.toml)")
     p_grade.add_argument("--memory-mb", type=int, help="memory limit of the student process")
     p_grade.add_argument(
@@ -110,20 +115,42 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
             sandbox="none" if args.no_sandbox else "bwrap",
         )
     engine = open_gradebook(args.db or layout.default_gradebook)
+    # Resume: a grade is kept while the submission's bytes and the bundle are
+    # unchanged (and its results.json is still there).
+    recorded = {} if (args.regrade or args.only) else graded_versions(engine, bundle.assignment)
+    todo, skipped = [], 0
+    for path in paths:
+        name = submission_name(path)
+        current = (hashlib.sha256(path.read_bytes()).hexdigest(), bundle.bundle_hash)
+        if recorded.get(name) == current and (args.out / name / "results.json").exists():
+            skipped += 1
+        else:
+            todo.append(path)
+    if skipped:
+        console.print(f"{skipped} submission(s) already graded with this bundle: skipped (--regrade grades them again)")
     results = []
     progress = Progress(
         TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console,
     )
-    with progress:
-        task = progress.add_task("grade", total=len(paths), name="")
-        for path in paths:
-            progress.update(task, name=path.name)
-            result = grader.grade_path(path)
-            write_json_atomic(args.out / result.submission / "results.json", result.to_gradescope())
-            record(engine, result)
-            results.append(result)
-            progress.advance(task)
+    try:
+        with progress:
+            task = progress.add_task("grade", total=len(todo), name="")
+            for path in todo:
+                progress.update(task, name=path.name)
+                result = grader.grade_path(path)
+                # Written and recorded one by one, so an interruption loses at most the submission in flight.
+                write_json_atomic(args.out / result.submission / "results.json", result.to_gradescope())
+                record(engine, result)
+                results.append(result)
+                progress.advance(task)
+    except KeyboardInterrupt:
+        console.print(
+            f"[yellow]interrupted:[/yellow] {len(results)} of {len(todo)} graded and saved; "
+            "run the same command again to grade the rest"
+        )
+        print_summary(results, Console())
+        return 130
     print_summary(results, Console())
     console.print(f"results written to {args.out}")
     return 0

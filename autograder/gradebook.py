@@ -157,3 +157,14 @@ def grades_for(engine: Engine, assignment: str) -> list[SubmissionRow]:
             _ = list(row.exercises), list(row.tests)
         session.expunge_all()
         return list(rows)
+
+
+def graded_versions(engine: Engine, assignment: str) -> dict[str, tuple[str, str]]:
+    """Submission name → (submission hash, bundle hash) of its recorded grade: what a resumed batch can skip."""
+    with Session(engine) as session:
+        rows = session.execute(
+            select(SubmissionRow.submission, SubmissionRow.submission_sha256, SubmissionRow.bundle_hash).where(
+                SubmissionRow.assignment == assignment, SubmissionRow.error.is_(None)
+            )
+        ).all()
+    return {name: (sha, bundle) for name, sha, bundle in rows}

@@ -1,6 +1,13 @@
-"""Showing grading results to a person: a score table per batch."""
+"""Showing grading results to a person: one row per submission, then batch statistics.
+
+Rows stay readable at any terminal width and any number of exercises: instead
+of a column per exercise, each row names the exercises that lost points.
+"""
 
 from __future__ import annotations
+
+import statistics
+from collections import Counter
 
 from rich.console import Console
 from rich.table import Table
@@ -9,35 +16,51 @@ from autograder.grade.results import SubmissionResult
 
 
 def score_table(results: list[SubmissionResult]) -> Table:
-    """Submissions as rows, exercises as columns, the total last."""
     table = Table(title=f"{results[0].assignment}: {len(results)} submission(s)" if results else "no submissions")
     if not results:
         return table
-    names = [e.name for e in results[0].exercises]
-    table.add_column("submission", style="bold")
-    for name in names:
-        table.add_column(name, justify="right")
-    table.add_column("total", justify="right", style="bold")
+    table.add_column("submission", style="bold", overflow="fold")
+    table.add_column("score", justify="right")
     table.add_column("time", justify="right")
+    table.add_column("points lost in", overflow="fold")
     for res in results:
-        cells = []
-        for name in names:
-            try:
-                ex = res.exercise(name)
-            except KeyError:
-                cells.append("-")
-                continue
-            colour = "green" if ex.score >= ex.max_score else ("yellow" if ex.score > 0 else "red")
-            cells.append(f"[{colour}]{ex.score:g}/{ex.max_score:g}[/{colour}]")
+        full = res.max_score > 0 and res.score >= res.max_score
+        colour = "green" if full else ("yellow" if res.score > 0 else "red")
+        lost = [f"{e.name} ({e.score:g}/{e.max_score:g})" for e in res.exercises if e.score < e.max_score]
         table.add_row(
-            res.submission, *cells, f"{res.score:g}/{res.max_score:g}", f"{res.execution_time:.1f}s"
+            res.submission,
+            f"[{colour}]{res.score:g}/{res.max_score:g}[/{colour}]",
+            f"{res.execution_time:.1f}s",
+            res.error or ", ".join(lost) or "-",
         )
     return table
+
+
+def batch_statistics(results: list[SubmissionResult], slowest: int = 3) -> list[str]:
+    """Count, mean and median score, failing tests by reason, the slowest submissions."""
+    if not results:
+        return []
+    scores = [r.score for r in results]
+    lines = [
+        f"{len(results)} submission(s): mean {statistics.mean(scores):.1f}, median {statistics.median(scores):g} "
+        f"(out of {results[0].max_score:g})"
+    ]
+    reasons = Counter(t.reason for r in results for e in r.exercises for t in e.tests if not t.passed)
+    ungradable = sum(1 for r in results if r.error)
+    if ungradable:
+        reasons["ungradable submission"] = ungradable
+    if reasons:
+        lines.append("failed tests by reason: " + ", ".join(f"{why} {n}" for why, n in reasons.most_common()))
+    by_time = sorted(results, key=lambda r: r.execution_time, reverse=True)[:slowest]
+    lines.append("slowest: " + ", ".join(f"{r.submission} {r.execution_time:.1f}s" for r in by_time))
+    return lines
 
 
 def print_summary(results: list[SubmissionResult], console: Console | None = None) -> None:
     console = console or Console()
     console.print(score_table(results))
+    for line in batch_statistics(results):
+        console.print(line)
     for res in results:
         if res.error:
             console.print(f"[red]{res.submission}[/red]: {res.error}")

@@ -10,7 +10,7 @@ import pytest
 from autograder.build.samples import blank_submission, partial_submission, reference_submission, with_cell_source
 from autograder.grade.results import write_json_atomic
 from autograder.gradebook import grades_for, open_gradebook, record
-from conftest import write_notebook
+from conftest import available_sandbox, write_notebook
 
 SOFTMAX_SOLUTION = '''def softmax(x):
     shifted = x - x.max(dim=-1, keepdim=True).values
@@ -165,3 +165,33 @@ def test_gradebook_regrade_replaces_row(toy_grader, toy_assignment, tmp_path):
     assert row.bundle_hash == ref.bundle_hash and row.grader_version
     assert {e.exercise: e.score for e in row.exercises} == {"softmax": 4, "scale": 3, "double_scale": 3}
     assert len(row.tests) == 4
+
+
+def test_batch_resumes_and_regrades(toy_layout, toy_assignment, tmp_path, capsys):
+    """A re-run skips what is graded with the same bundle; a changed submission or --regrade is graded again."""
+    from autograder.cli import main as cli
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    write_notebook(subs / "alice.ipynb", reference_submission(toy_assignment))
+    write_notebook(subs / "bob.ipynb", blank_submission(toy_assignment))
+    base = ["--root", str(toy_layout.root), "grade", "0.1", str(subs), "--out", str(tmp_path / "out"),
+            "--db", str(tmp_path / "book.sqlite")]
+    if available_sandbox() == "none":
+        base.append("--no-sandbox")
+    assert cli(base) == 0
+    first = (tmp_path / "out" / "alice" / "results.json").stat().st_mtime_ns
+    capsys.readouterr()
+
+    assert cli(base) == 0
+    assert "2 submission(s) already graded" in capsys.readouterr().err
+    assert (tmp_path / "out" / "alice" / "results.json").stat().st_mtime_ns == first
+
+    write_notebook(subs / "bob.ipynb", partial_submission(toy_assignment))  # bob hands in again
+    assert cli(base) == 0
+    assert "1 submission(s) already graded" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "bob" / "results.json").read_text())["score"] == 4
+
+    assert cli([*base, "--regrade"]) == 0
+    assert "already graded" not in capsys.readouterr().err
+    assert (tmp_path / "out" / "alice" / "results.json").stat().st_mtime_ns != first
