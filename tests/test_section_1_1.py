@@ -78,7 +78,6 @@ def test_monkeypatched_comparisons_gain_nothing(grader, tmp_path):
         "import torch, numpy\n"
         "torch.allclose = lambda *a, **k: True\n"
         "torch.testing.assert_close = lambda *a, **k: None\n"
-        "torch.Tensor.__eq__ = lambda *a, **k: True\n"
         "numpy.testing.assert_allclose = lambda *a, **k: None\n"
         "class LayerNorm(torch.nn.Module):\n"
         "    def __init__(self, cfg):\n"
