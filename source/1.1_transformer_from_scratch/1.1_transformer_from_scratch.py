@@ -562,9 +562,8 @@ print("max abs difference from TransformerLens's logits:", (demo_logits - logits
 # used). A model guessing uniformly at random would score `log(d_vocab)`.
 
 # %%
-log_probs = demo_logits.log_softmax(dim=-1)
-next_token_log_probs = log_probs[0, :-1].gather(-1, tokens[0, 1:, None]).squeeze(-1)
-loss = -next_token_log_probs.mean()
+# PyTorch's cross_entropy does the work here; you will write it yourself in `get_log_probs`.
+loss = torch.nn.functional.cross_entropy(demo_logits[0, :-1], tokens[0, 1:])
 print(f"loss on our sentence: {loss.item():.3f}  (uniform guessing: {math.log(cfg.d_vocab):.3f})")
 
 # %% [markdown]

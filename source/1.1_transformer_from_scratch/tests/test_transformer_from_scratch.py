@@ -407,9 +407,19 @@ def test_beam_search(student, reference, cfg, weights, ref_model, prompts):
 @grades("beam_search")
 def test_beam_search_no_repeat_ngram(student, reference, cfg, weights, ref_model, prompts):
     mine, ref = _samplers(student, reference, cfg, weights, ref_model)
-    _compare_beams(
-        mine, ref, prompts[2], dict(num_return_sequences=2, num_beams=3, max_new_tokens=14, no_repeat_ngram_size=2)
-    )
+    # Use a setting where the constraint changes the reference's answer on this
+    # checkpoint, so that ignoring it cannot pass; derived, not hard-coded.
+    settings = [
+        (prompt, dict(num_return_sequences=2, num_beams=3, max_new_tokens=length, no_repeat_ngram_size=size))
+        for length in (14, 30) for size in (2, 3) for prompt in prompts
+    ]
+    with torch.no_grad():
+        def changes_answer(setting):
+            prompt, kwargs = setting
+            return ref.beam_search(prompt, **kwargs) != ref.beam_search(prompt, **{**kwargs, "no_repeat_ngram_size": None})
+
+        prompt, kwargs = next(filter(changes_answer, settings), settings[0])
+    _compare_beams(mine, ref, prompt, kwargs)
 
 
 def _compare_beams(mine, ref, prompt, kwargs):
