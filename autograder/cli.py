@@ -60,7 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         help="grade again submissions whose content and bundle are unchanged since their recorded grade",
     )
     p_grade.add_argument("--test-timeout", type=float, help="seconds per test case (overrides assignment.toml)")
-    p_grade.add_argument("--memory-mb", type=int, help="memory limit of the student process")
+    p_grade.add_argument("--memory-mb", type=int, help="address-space limit of the student process, MB")
+    p_grade.add_argument("--cpu-seconds", type=int, help="CPU-time limit of the student process")
+    p_grade.add_argument("--max-processes", type=int, help="processes the student program may have at once")
+    p_grade.add_argument("--file-size-mb", type=int, help="largest file (and printed output) the student may write, MB")
+    p_grade.add_argument("--open-files", type=int, help="open files the student process may hold")
+    p_grade.add_argument("--submission-timeout", type=float, help="wall-clock seconds per submission")
     p_grade.add_argument(
         "--no-sandbox", action="store_true",
         help="run student code without bubblewrap (only on a machine you trust; recorded in every result)",
@@ -108,11 +113,15 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
     if not paths:
         console.print("[yellow]no submissions found[/yellow]")
         return 1
-    limits = with_overrides(bundle.limits, test_timeout_s=args.test_timeout, memory_mb=args.memory_mb)
+    # assignment.toml's [limits] are the defaults; each flag overrides one for this run.
+    limits = with_overrides(
+        bundle.limits, test_timeout_s=args.test_timeout, memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds,
+        max_processes=args.max_processes, file_size_mb=args.file_size_mb, open_files=args.open_files,
+    )
     with console.status(f"loading {assignment.id} (reference solution, hidden tests)…"):
         grader = Grader(
             bundle, profile=args.profile, device=args.device, limits=limits, only=args.only,
-            sandbox="none" if args.no_sandbox else "bwrap",
+            sandbox="none" if args.no_sandbox else "bwrap", submission_timeout_s=args.submission_timeout,
         )
     engine = open_gradebook(args.db or layout.default_gradebook)
     # Resume: a grade is kept while the submission's bytes and the bundle are

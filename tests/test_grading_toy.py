@@ -195,3 +195,20 @@ def test_batch_resumes_and_regrades(toy_layout, toy_assignment, tmp_path, capsys
     assert cli([*base, "--regrade"]) == 0
     assert "already graded" not in capsys.readouterr().err
     assert (tmp_path / "out" / "alice" / "results.json").stat().st_mtime_ns != first
+
+
+def test_limits_are_overridden_from_the_command_line(toy_layout, toy_assignment, tmp_path):
+    """assignment.toml gives 60 s per submission; --submission-timeout 0 leaves no time for any test."""
+    from autograder.cli import main as cli
+
+    path = write_notebook(tmp_path / "ref.ipynb", reference_submission(toy_assignment))
+    base = ["--root", str(toy_layout.root), "grade", "0.1", str(path), "--out", str(tmp_path / "out"),
+            "--db", str(tmp_path / "book.sqlite"), "--cpu-seconds", "120", "--max-processes", "32"]
+    if available_sandbox() == "none":
+        base.append("--no-sandbox")
+    assert cli([*base, "--submission-timeout", "0"]) == 0
+    results = json.loads((tmp_path / "out" / "ref" / "results.json").read_text())
+    assert results["score"] == 0
+    assert all("time limit" in t["output"] for t in results["tests"]), results["tests"]
+    assert cli([*base, "--regrade"]) == 0
+    assert json.loads((tmp_path / "out" / "ref" / "results.json").read_text())["score"] == 10

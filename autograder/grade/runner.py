@@ -51,6 +51,7 @@ class Grader:
         limits: Limits | None = None,
         only: list[str] | None = None,
         sandbox: str = "bwrap",
+        submission_timeout_s: float | None = None,
     ):
         self.bundle = bundle
         self.profile = profile
@@ -58,6 +59,9 @@ class Grader:
         self.limits = limits or bundle.limits
         self.only = only
         self.sandbox = make_sandbox(sandbox)
+        self.submission_timeout_s = float(
+            submission_timeout_s if submission_timeout_s is not None else bundle.manifest.get("submission_timeout_s", 600)
+        )
         os.environ["AUTOGRADER_PROFILE"] = profile
         os.environ["AUTOGRADER_DEVICE"] = device
         tag = bundle.assignment.replace(".", "_").replace("-", "_")
@@ -109,7 +113,7 @@ class Grader:
         try:
             self._stage_support_files(workdir / "home")
             running.start()
-            deadline = started + float(manifest.get("submission_timeout_s", 600))
+            deadline = started + self.submission_timeout_s
             for ex in manifest["exercises"]:
                 if self.only and ex["name"] not in self.only:
                     continue
