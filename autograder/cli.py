@@ -24,7 +24,8 @@ from autograder.grade.bundle import BundleError, load_bundle
 from autograder.grade.runner import Grader, with_overrides
 from autograder.grade.sandbox import SandboxUnavailable
 from autograder.grade.submission import find_submissions, submission_name
-from autograder.grade.results import write_json_atomic
+from autograder.grade.results import write_json_atomic, write_text_atomic
+from autograder.feedback import feedback_html
 from autograder.gradebook import graded_versions, open_gradebook, record
 from autograder.layout import CourseLayout
 from autograder.report import print_summary
@@ -150,6 +151,7 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
                 result = grader.grade_path(path)
                 # Written and recorded one by one, so an interruption loses at most the submission in flight.
                 write_json_atomic(args.out / result.submission / "results.json", result.to_gradescope())
+                write_text_atomic(args.out / result.submission / "feedback.html", feedback_html(result))
                 record(engine, result)
                 results.append(result)
                 progress.advance(task)

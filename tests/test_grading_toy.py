@@ -181,6 +181,7 @@ def test_batch_resumes_and_regrades(toy_layout, toy_assignment, tmp_path, capsys
         base.append("--no-sandbox")
     assert cli(base) == 0
     first = (tmp_path / "out" / "alice" / "results.json").stat().st_mtime_ns
+    assert "Score: 10 / 10" in (tmp_path / "out" / "alice" / "feedback.html").read_text()
     capsys.readouterr()
 
     assert cli(base) == 0
@@ -212,3 +213,17 @@ def test_limits_are_overridden_from_the_command_line(toy_layout, toy_assignment,
     assert all("time limit" in t["output"] for t in results["tests"]), results["tests"]
     assert cli([*base, "--regrade"]) == 0
     assert json.loads((tmp_path / "out" / "ref" / "results.json").read_text())["score"] == 10
+
+
+def test_feedback_page_shows_what_failed_and_no_hidden_code(toy_grader, toy_assignment, tmp_path):
+    from autograder.feedback import feedback_html
+
+    nb = reference_submission(toy_assignment)
+    naive = "def softmax(x):\n    return x.exp() / x.exp().sum(dim=-1, keepdim=True)\n"
+    page = feedback_html(grade_nb(toy_grader, tmp_path, with_cell_source(nb, "softmax", naive), "carol"))
+    assert "Score: 8 / 10" in page
+    assert "softmax of large logits" in page and "worst element at index" in page  # the student-facing check message
+    hidden = (toy_assignment.source_dir / "tests" / "test_toy.py").read_text()
+    assert "def test_" not in page and "@grades" not in page and "assert_close(" not in page
+    assert all(line.strip() not in page for line in hidden.splitlines() if len(line.strip()) > 30)
+    assert "<script" not in page and "http" not in page  # self-contained
