@@ -132,6 +132,20 @@ def _scramble(module, seed: int, scale: float = 0.5):
     return module
 
 
+def _compare_on_random_weights(g, class_name: str, tl_module, seed: int, input_len: int, what: str,
+                               keep=lambda name: True, tl_call=None) -> None:
+    """Give a copy of TransformerLens's module random weights, load them into the student's class, compare outputs."""
+    tl_module = _scramble(copy.deepcopy(tl_module), seed, scale=0.3)
+    cfg = notebook_config(g)
+    mine = g[class_name](cfg)
+    _load_into(mine, {k: v for k, v in tl_module.state_dict().items() if keep(k)}, class_name)
+    inp = torch.randn(2, input_len, cfg.d_model, generator=_generator(seed + 1))
+    with torch.no_grad():
+        want = tl_call(tl_module, inp) if tl_call else tl_module(inp)
+        got = mine(inp)
+    assert_close(got, want, what=f"{what} (compared with TransformerLens)")
+
+
 @register("layernorm")
 def _check_layernorm(g):
     cfg = notebook_config(g)
@@ -227,14 +241,10 @@ def _check_attention_forward(g):
     assert_close(got, act_cache["blocks.0.hook_attn_out"],
                  what="Attention output with layer 0's weights (compared with TransformerLens's blocks.0.hook_attn_out)")
     # Random weights and biases, so that a forgotten bias or scale shows up clearly.
-    tl_attn = _scramble(copy.deepcopy(lite_model().blocks[0].attn), 32, scale=0.3)
-    attn = g["Attention"](cfg)
-    _load_into(attn, {k: v for k, v in tl_attn.state_dict().items() if k[:2] in ("W_", "b_")}, "Attention")
-    inp = torch.randn(2, 7, cfg.d_model, generator=_generator(33))
-    with torch.no_grad():
-        want = tl_attn(inp, inp, inp)
-        got = attn(inp)
-    assert_close(got, want, what="Attention output with random weights and biases (compared with TransformerLens)")
+    _compare_on_random_weights(
+        g, "Attention", lite_model().blocks[0].attn, 32, 7, "Attention output with random weights and biases",
+        keep=lambda name: name[:2] in ("W_", "b_"), tl_call=lambda attn, x: attn(x, x, x),
+    )
 
 
 @register("mlp")
@@ -247,14 +257,7 @@ def _check_mlp(g):
         got = mlp(lite_model().blocks[0].ln2(act_cache["blocks.0.hook_resid_mid"]))
     assert_close(got, act_cache["blocks.0.hook_mlp_out"],
                  what="MLP output with layer 0's weights (compared with TransformerLens's blocks.0.hook_mlp_out)")
-    tl_mlp = _scramble(copy.deepcopy(lite_model().blocks[0].mlp), 41, scale=0.3)
-    mlp = g["MLP"](cfg)
-    _load_into(mlp, tl_mlp.state_dict(), "MLP")
-    inp = torch.randn(2, 5, cfg.d_model, generator=_generator(42))
-    with torch.no_grad():
-        want = tl_mlp(inp)
-        got = mlp(inp)
-    assert_close(got, want, what="MLP output with random weights and biases (compared with TransformerLens)")
+    _compare_on_random_weights(g, "MLP", lite_model().blocks[0].mlp, 41, 5, "MLP output with random weights and biases")
 
 
 @register("transformer_block")
@@ -285,14 +288,9 @@ def _check_unembed(g):
     check_shape(got, logits_tl.shape, "Unembed output")
     assert_close(got, logits_tl, what="Unembed output (compared with TransformerLens's logits)")
     # The model's b_U is all zeros; try a non-zero one.
-    tl_unembed = _scramble(copy.deepcopy(lite_model().unembed), 51, scale=0.3)
-    ue = g["Unembed"](cfg)
-    _load_into(ue, tl_unembed.state_dict(), "Unembed")
-    inp = torch.randn(2, 4, cfg.d_model, generator=_generator(52))
-    with torch.no_grad():
-        want = tl_unembed(inp)
-        got = ue(inp)
-    assert_close(got, want, what="Unembed output with a random W_U and a non-zero b_U (compared with TransformerLens)")
+    _compare_on_random_weights(
+        g, "Unembed", lite_model().unembed, 51, 4, "Unembed output with a random W_U and a non-zero b_U"
+    )
 
 
 @register("demo_transformer")
