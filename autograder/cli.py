@@ -1,6 +1,6 @@
 """``autograder``: build releases and grade submissions.
 
-    autograder build [--check]
+    autograder build [ASSIGNMENT...] [--check]
     autograder grade ASSIGNMENT SUBMISSION... --out DIR [--profile lite|full]
 """
 
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_build = sub.add_parser("build", help="compile source/ into release/ and grading bundles")
+    p_build.add_argument("assignments", nargs="*", help="assignment ids or unique prefixes (default: all)")
     p_build.add_argument("--check", action="store_true", help="write nothing; exit 1 if release/ is stale")
     p_build.set_defaults(func=cmd_build)
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_build(args: argparse.Namespace, layout: CourseLayout) -> int:
-    report = build_course(layout, check=args.check)
+    report = build_course(layout, check=args.check, only=args.assignments)
     if args.check:
         if report.stale:
             console.print("[red]release/ is out of date with source/:[/red]")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from autograder.authoring.assignment import Assignment, discover_assignments
+from autograder.authoring.assignment import Assignment, discover_assignments, find_assignment
 from autograder.build.compile import compile_assignment
 from autograder.build.tree import diff_tree, write_tree
 from autograder.layout import CourseLayout
@@ -16,11 +16,13 @@ class BuildReport:
     stale: list[str] = field(default_factory=list)  # with --check: how release/ differs
 
 
-def build_course(layout: CourseLayout, check: bool = False) -> BuildReport:
-    """Compile every assignment; write release/ and the bundles, or (``check``) only compare release/."""
+def build_course(layout: CourseLayout, check: bool = False, only: list[str] | None = None) -> BuildReport:
+    """Compile every assignment (or those ``only`` names, by id prefix); write
+    release/ and the bundles, or (``check``) only compare release/."""
     report = BuildReport()
     assignments = discover_assignments(layout.source)
-    for assignment in assignments:
+    chosen = [find_assignment(layout.source, name) for name in only] if only else assignments
+    for assignment in chosen:
         compiled = compile_assignment(assignment)
         release_dir = layout.release / assignment.id
         if check:
@@ -29,7 +31,7 @@ def build_course(layout: CourseLayout, check: bool = False) -> BuildReport:
             write_tree(release_dir, compiled.release)
             write_tree(layout.bundles / assignment.id, compiled.bundle)
         report.built.append(assignment.id)
-    if check and layout.release.is_dir():
+    if check and not only and layout.release.is_dir():
         known = {a.id for a in assignments}
         report.stale += [
             f"unexpected {p} (no source/{p.name}/assignment.toml)"
