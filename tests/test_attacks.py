@@ -96,6 +96,16 @@ ATTACKS = [
         "    open(d + '/results.json', 'w').write(json.dumps({'score': 100}))\nreturn x * 0"), "values differ"),
     Attack("open a socket", body("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)\nreturn x"), "OSError"),
     Attack("resolve DNS", body("import socket\nsocket.gethostbyname('pypi.org')\nreturn x"), "gaierror"),
+    Attack("remount the system read-write", body(
+        "import subprocess\n"
+        "r = subprocess.run(['mount', '-o', 'remount,rw,bind', '/usr'], capture_output=True, text=True)\n"
+        "assert r.returncode != 0, 'remounted /usr read-write'\n"
+        "open('/usr/escape_probe', 'w')"), "Read-only file system"),
+    Attack("mount over the home directory", body(
+        "import subprocess\n"
+        "r = subprocess.run(['mount', '-t', 'tmpfs', 'none', os.path.expanduser('~')], capture_output=True, text=True)\n"
+        "assert r.returncode != 0, 'mounted a tmpfs'\n"
+        "raise PermissionError('mount refused: ' + r.stderr.strip())"), "mount refused"),
     Attack("detect grading mode", body("if os.environ.get('AUTOGRADER_PROFILE'):\n    return torch.ones_like(x)\nreturn x.softmax(-1) * 0"), "values differ"),
 ]
 

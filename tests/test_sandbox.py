@@ -58,6 +58,10 @@ def write(path):
 def cwd():
     return os.getcwd()
 
+def capabilities():
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+    return {k: fields[k].strip() for k in ("CapEff", "CapPrm", "CapBnd", "NoNewPrivs")}
+
 def listdir(path):
     try:
         return sorted(os.listdir(path))
@@ -110,6 +114,14 @@ def test_environment_is_scrubbed(probe):
         "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
         "AUTOGRADER_PROFILE", "AUTOGRADER_DEVICE", "PWD",  # PWD: set by bwrap --chdir
     }
+
+
+@needs_bwrap
+def test_no_capabilities_inside(probe):
+    """With capabilities in its user namespace, code could remount /usr read-write."""
+    student, _ = probe
+    zero = "0" * 16
+    assert student.capabilities() == {"CapEff": zero, "CapPrm": zero, "CapBnd": zero, "NoNewPrivs": "1"}
 
 
 @needs_bwrap

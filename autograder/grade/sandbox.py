@@ -70,6 +70,10 @@ def bwrap_command(inner: list[str], home: Path) -> list[str]:
     cmd = [
         _bwrap_binary(),
         "--unshare-all",  # no network but lo, own PID/IPC/UTS/user namespaces
+        # Run by root, bwrap would otherwise leave the student every capability in
+        # its user namespace: enough to remount /usr (or the autograder package)
+        # read-write and write to the host as root.
+        "--cap-drop", "ALL",
         "--die-with-parent",
         "--new-session",
         "--ro-bind", "/usr", "/usr",
