@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 import traceback
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -31,9 +32,11 @@ from autograder.grade.student import (
     StudentCrashed,
     StudentError,
     StudentNamespace,
+    SpawnedProgram,
     StudentProcess,
     StudentTimeout,
 )
+from autograder.grade.pool import WarmWorker, WarmWorkerUnavailable
 from autograder.grade.sandbox import NO_SANDBOX_NOTE, make_sandbox
 from autograder.grade.submission import Submission, SubmissionError, build_program, read_submission, source_hash
 from autograder.testing import HiddenTest, collect
@@ -52,6 +55,7 @@ class Grader:
         only: list[str] | None = None,
         sandbox: str = "bwrap",
         submission_timeout_s: float | None = None,
+        warm: bool = True,
     ):
         self.bundle = bundle
         self.profile = profile
@@ -84,6 +88,14 @@ class Grader:
             "bundle_dir": bundle.root,
         }
         self._release_nb = bundle.release_notebook()
+        # Warm worker: the leading setup cells (imports, model loads) run once per
+        # batch; each submission is spawned from there in fresh namespaces.
+        self.leading_cells = _leading_setup_cells(self._release_nb, manifest_setup=bundle.manifest["setup_cells"],
+                                                  answer_ids=bundle.answer_cell_ids())
+        self.warm = warm and self.sandbox.kind == "bwrap"
+        self.warm_note = "" if self.warm or not warm else "warm workers need the bubblewrap sandbox"
+        self._warm_worker: WarmWorker | None = None
+        self._warm_home: Path | None = None
 
     # ------------------------------------------------------------------ public
     def grade_path(self, path: Path) -> SubmissionResult:
@@ -132,6 +144,46 @@ class Grader:
             shutil.rmtree(workdir, ignore_errors=True)
         result.execution_time = time.monotonic() - started
         return result
+
+    def close(self) -> None:
+        """Stop the warm worker, if any (it also dies with this process)."""
+        if self._warm_worker is not None:
+            self._warm_worker.close()
+            self._warm_worker = None
+        if self._warm_home is not None:
+            shutil.rmtree(self._warm_home.parent, ignore_errors=True)
+            self._warm_home = None
+
+    def __enter__(self) -> "Grader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def warm_worker(self) -> "WarmWorker | None":
+        """The running warm worker, started (again) if needed; None where warm workers cannot run."""
+        if not self.warm:
+            return None
+        if self._warm_worker is not None and self._warm_worker.alive:
+            return self._warm_worker
+        if self._warm_worker is not None:
+            self._warm_worker.close()
+        if self._warm_home is None:
+            self._warm_home = Path(tempfile.mkdtemp(prefix="autograder-warm-")) / "home"
+            self._stage_support_files(self._warm_home)
+        try:
+            self._warm_worker = WarmWorker(
+                self._warm_home, self.leading_cells, self.limits, self.profile, self.device, self.sandbox,
+                self._warm_home.parent / "warm_worker.log",
+            )
+        except WarmWorkerUnavailable as exc:
+            self.disable_warm(str(exc))
+        return self._warm_worker
+
+    def disable_warm(self, reason: str) -> None:
+        """Grade with a cold start per submission from now on, and say why once."""
+        self.warm, self.warm_note, self._warm_worker = False, reason, None
+        warnings.warn(f"grading without warm workers (each submission starts cold): {reason}", stacklevel=2)
 
     # ---------------------------------------------------------------- helpers
     def _stage_support_files(self, home: Path) -> None:
@@ -191,6 +243,10 @@ class Grader:
             outcome.reason = "wrong"
         finally:
             conn.close()
+            if outcome.reason in ("timeout", "crash"):
+                # Whatever the case left running (orphans of a fork bomb, a stopped
+                # child) must not reach the next case: start the program afresh.
+                running.retire()
 
     def _resolve(self, fn: Callable[..., Any], conn: StudentConnection) -> dict[str, Any]:
         case_values = {"student": StudentNamespace(conn)}
@@ -248,23 +304,49 @@ class _RunningProgram:
         self.grader = grader
         self.workdir = workdir
         self.cells = cells
-        self.proc: StudentProcess | None = None
+        self.proc: StudentProcess | SpawnedProgram | None = None
         self.cell_results: dict[str, dict] = {}
         self.setup_error: str | None = None
         self.restarts = 0
+        self._retired = False
         self._tails: list[str] = []
 
     def start(self) -> None:
         g = self.grader
-        self.proc = StudentProcess(self.workdir, g.limits, g.profile, g.device, g.sandbox)
+        cells, done = self.cells, []
+        self.proc = None
+        worker = g.warm_worker()
+        if worker is not None:
+            # The program's first cells are the release's leading setup cells, already run there.
+            assert [cid for cid, _ in self.cells[: len(g.leading_cells)]] == [cid for cid, _ in g.leading_cells]
+            try:
+                self.proc = worker.spawn(g.limits, self.workdir / "student_output.log")
+                cells, done = self.cells[len(g.leading_cells):], worker.leading_results
+            except WarmWorkerUnavailable as exc:
+                g.disable_warm(str(exc))
+            except StudentCrashed:
+                pass  # the worker died: this submission starts cold, the next gets a new worker
+        if self.proc is None:
+            self.proc = StudentProcess(self.workdir, g.limits, g.profile, g.device, g.sandbox)
         try:
-            self.cell_results = {r["id"]: r for r in self.proc.exec_cells(self.cells)}
+            self.cell_results = {r["id"]: r for r in [*done, *self.proc.exec_cells(cells)]}
             self.setup_error = None
         except (StudentCrashed, StudentTimeout, StudentError) as exc:
             self.cell_results, self.setup_error = {}, f"your notebook could not be run: {exc}"
 
+    def retire(self) -> None:
+        """Start the program again before the next test case."""
+        self._retired = True
+
     def fork(self) -> StudentConnection:
         assert self.proc is not None
+        if self._retired:
+            self._retired = False
+            self._tails.append(self.proc.output_tail())
+            self.proc.close()
+            self.start()
+            if self.setup_error:
+                raise StudentCrashed(self.setup_error)
         try:
             return self.proc.fork()
         except StudentCrashed:
@@ -285,6 +367,17 @@ class _RunningProgram:
     def close(self) -> None:
         if self.proc is not None:
             self.proc.close()
+
+
+def _leading_setup_cells(release_nb, manifest_setup: list[str], answer_ids: list[str]) -> list[tuple[str, str]]:
+    """The setup cells before the first answer cell: the same trusted code for every submission."""
+    leading = []
+    for cell in release_nb.cells:
+        if cell["id"] in answer_ids:
+            break
+        if cell["id"] in manifest_setup:
+            leading.append((cell["id"], cell.source))
+    return leading
 
 
 def _exercise_context(ex: dict, program, cell_results: dict, stubs: dict) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 import autograder
 
 SANDBOX_HOME = "/home/student"
+WARM_SUPPORT = "/opt/autograder/support"  # a warm worker's read-only copy of the support files
 TMPFS_BYTES = 256 * 1024 * 1024
 NO_SANDBOX_NOTE = "graded WITHOUT a sandbox (--no-sandbox): student code could read and change files on the grading machine"
 
@@ -43,6 +44,17 @@ class Sandbox:
         if self.kind == "none":
             return inner, home
         return bwrap_command(inner, home), Path(SANDBOX_HOME)
+
+    def warm_command(self, inner: list[str], support: Path) -> list[str]:
+        """A warm worker's sandbox: ``support`` read-only as its home and at WARM_SUPPORT.
+
+        It keeps CAP_SYS_ADMIN and CAP_SETPCAP (in its own user namespace) so
+        that each submission it spawns can mount a fresh home and /tmp and then
+        drop every capability (see :mod:`.isolation`); it runs no student code.
+        """
+        if self.kind != "bwrap":
+            raise ValueError("warm workers need the bubblewrap sandbox")
+        return bwrap_command(inner, support, warm=True)
 
     @property
     def isolated(self) -> bool:
@@ -66,7 +78,7 @@ def _python_roots() -> list[Path]:
     return kept
 
 
-def bwrap_command(inner: list[str], home: Path) -> list[str]:
+def bwrap_command(inner: list[str], home: Path, warm: bool = False) -> list[str]:
     cmd = [
         _bwrap_binary(),
         "--unshare-all",  # no network but lo, own PID/IPC/UTS/user namespaces
@@ -74,6 +86,7 @@ def bwrap_command(inner: list[str], home: Path) -> list[str]:
         # its user namespace: enough to remount /usr (or the autograder package)
         # read-write and write to the host as root.
         "--cap-drop", "ALL",
+        *(["--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP"] if warm else []),
         "--die-with-parent",
         "--new-session",
         "--ro-bind", "/usr", "/usr",
@@ -93,8 +106,11 @@ def bwrap_command(inner: list[str], home: Path) -> list[str]:
     for root in _python_roots() + [Path(autograder.__file__).resolve().parent]:
         if not str(root).startswith("/usr/"):
             cmd += ["--ro-bind", str(root), str(root)]
-    cmd += ["--bind", str(home), SANDBOX_HOME, "--chdir", SANDBOX_HOME]
-    return cmd + inner
+    if warm:
+        cmd += ["--ro-bind", str(home), SANDBOX_HOME, "--ro-bind", str(home), WARM_SUPPORT]
+    else:
+        cmd += ["--bind", str(home), SANDBOX_HOME]
+    return cmd + ["--chdir", SANDBOX_HOME] + inner
 
 
 def _bwrap_binary() -> str:

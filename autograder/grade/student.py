@@ -102,8 +102,69 @@ def scrubbed_environment(workdir: Path, python_path: list[Path], profile: str, d
     }
 
 
-class StudentProcess:
-    """A running zygote holding the executed student program."""
+class _Program:
+    """A running zygote holding the executed student program (cold-started or spawned warm)."""
+
+    _sock: socket.socket
+    conn: "StudentConnection"
+    limits: Limits
+    device: str
+    log_path: Path
+    _log: Any
+
+    def exec_cells(self, cells: list[tuple[str, str]]) -> list[dict]:
+        """Run (cell id, source) pairs in order; a failing cell does not stop the rest."""
+        payload = [{"id": cid, "source": src} for cid, src in cells]
+        return self.conn.request({"op": "exec_cells", "cells": payload}, timeout=self.limits.startup_timeout_s)
+
+    def fork(self) -> "StudentConnection":
+        """A fresh copy of the program, for one test case."""
+        self.conn.ensure_alive()
+        try:
+            wire.send_message(self._sock, {"op": "fork", "id": 0}, [])
+            self._sock.settimeout(30)
+            data, fds, _flags, _addr = socket.recv_fds(self._sock, 4, 1)
+        except (socket.timeout, OSError) as exc:
+            self.conn._die(f"your program stopped answering the grader ({exc})")
+            raise StudentCrashed(self.conn.dead_reason) from exc
+        if data != b"FORK" or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            self.conn._die("your program stopped answering the grader (it may have exited)")
+            raise StudentCrashed(self.conn.dead_reason)
+        return StudentConnection(socket.socket(fileno=fds[0]), peer_pid(fds[0]), self.limits, self.device)
+
+    def output_tail(self, max_bytes: int = 4000) -> str:
+        try:
+            self._log.flush()
+            data = self.log_path.read_bytes()
+        except OSError:
+            return ""
+        tail = data[-max_bytes:].decode("utf-8", errors="replace")
+        return ("…" + tail) if len(data) > max_bytes else tail
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> "_Program":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def peer_pid(fd: int) -> int:
+    """Who is at the other end of a Unix socket: the kernel says, in our PID namespace."""
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    finally:
+        sock.close()
+    return pid
+
+
+class StudentProcess(_Program):
+    """A cold-started student program: a new (sandboxed) Python process."""
 
     def __init__(
         self,
@@ -146,40 +207,6 @@ class StudentProcess:
         self.device = device
         self.conn = StudentConnection(ours, self._proc.pid, limits, device)
 
-    def exec_cells(self, cells: list[tuple[str, str]]) -> list[dict]:
-        """Run (cell id, source) pairs in order; a failing cell does not stop the rest."""
-        payload = [{"id": cid, "source": src} for cid, src in cells]
-        return self.conn.request({"op": "exec_cells", "cells": payload}, timeout=self.limits.startup_timeout_s)
-
-    def fork(self) -> "StudentConnection":
-        """A fresh copy of the program, for one test case."""
-        self.conn.ensure_alive()
-        try:
-            wire.send_message(self._sock, {"op": "fork", "id": 0}, [])
-            self._sock.settimeout(30)
-            data, fds, _flags, _addr = socket.recv_fds(self._sock, 4, 1)
-        except (socket.timeout, OSError) as exc:
-            self.conn._die(f"your program stopped answering the grader ({exc})")
-            raise StudentCrashed(self.conn.dead_reason) from exc
-        if data != b"FORK" or len(fds) != 1:
-            for fd in fds:
-                os.close(fd)
-            self.conn._die("your program stopped answering the grader (it may have exited)")
-            raise StudentCrashed(self.conn.dead_reason)
-        child = socket.socket(fileno=fds[0])
-        # The kernel, not the student process, says who is at the other end.
-        pid, _uid, _gid = struct.unpack("3i", child.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-        return StudentConnection(child, pid, self.limits, self.device)
-
-    def output_tail(self, max_bytes: int = 4000) -> str:
-        try:
-            self._log.flush()
-            data = self.log_path.read_bytes()
-        except OSError:
-            return ""
-        tail = data[-max_bytes:].decode("utf-8", errors="replace")
-        return ("…" + tail) if len(data) > max_bytes else tail
-
     def close(self) -> None:
         try:
             os.killpg(self._proc.pid, signal.SIGKILL)
@@ -193,11 +220,21 @@ class StudentProcess:
         self._sock.close()
         self._log.close()
 
-    def __enter__(self) -> "StudentProcess":
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class SpawnedProgram(_Program):
+    """A submission's program spawned by a warm worker (see :mod:`.pool`).
+
+    It is PID 1 of its own PID namespace: killing it ends every process the
+    submission started.
+    """
+
+    def __init__(self, sock: socket.socket, log_path: Path, log: Any, limits: Limits, device: str):
+        self._sock, self.log_path, self._log, self.limits, self.device = sock, log_path, log, limits, device
+        self.conn = StudentConnection(sock, peer_pid(sock.fileno()), limits, device)
+
+    def close(self) -> None:
+        self.conn.kill()
+        self._log.close()
 
 
 def _with_package_path(env: dict[str, str]) -> dict[str, str]:

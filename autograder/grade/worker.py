@@ -22,8 +22,10 @@ import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 import types
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -434,10 +436,83 @@ def _fork_child(sock: socket.socket, header: dict) -> socket.socket | None:
     return None
 
 
+def serve_warm(sock: socket.socket, server: Server, options: argparse.Namespace) -> None:
+    """The warm worker: runs the leading setup cells once, then spawns one program per submission.
+
+    It never runs student code itself: each ``spawn`` forks a process that
+    enters fresh namespaces (:mod:`.isolation`) and then serves as that
+    submission's zygote, exactly like a cold-started worker.
+    """
+    server.peer = Peer(sock, server)
+    while True:
+        try:
+            header, buffers = wire.recv_message(sock)
+        except (wire.PeerGone, wire.ProtocolError):
+            return
+        if header.get("op") != "spawn":
+            server.handle(header, buffers)
+            continue
+        child_sock = _spawn_submission(sock, header, options)
+        if child_sock is not None:  # we are the submission's program now
+            sock.close()
+            serve(child_sock, Server(server.namespace, server.device), zygote=True)
+            os._exit(0)
+
+
+def _spawn_submission(sock: socket.socket, header: dict, options: argparse.Namespace) -> socket.socket | None:
+    """Fork the submission's program: PID 1 of its own namespaces, output to the grader's log file."""
+    from autograder.grade import isolation
+    from autograder.grade.student import Limits
+
+    _data, fds, _flags, _addr = socket.recv_fds(sock, 1, 1)  # the grader's log file for this submission
+    sys.stdout.flush()
+    sys.stderr.flush()
+    ready_r, ready_w = os.pipe()
+    if _fork_with_retry() != 0:
+        for fd in (*fds, ready_w):
+            os.close(fd)
+        os.read(ready_r, 1)  # until the program has answered the grader
+        os.close(ready_r)
+        return None
+    os.close(ready_r)
+    try:
+        isolation.unshare_for_submission()
+        if os.fork() != 0:
+            os._exit(0)  # the program below is reparented; nothing waits for it here
+        isolation.enter_submission_namespaces(Path(options.home), Path(options.support), options.tmpfs_bytes)
+        for target in (1, 2):
+            os.dup2(fds[0], target)
+        os.close(fds[0])
+        Limits(**header["limits"]).apply()
+        ours, theirs = socket.socketpair()
+        socket.send_fds(sock, [b"SPAWN"], [theirs.fileno()])
+        theirs.close()
+    except BaseException as exc:  # noqa: BLE001 - tell the grader, never run student code
+        sock.sendall(f"FAIL {type(exc).__name__}: {exc}".encode()[:4000])
+        os._exit(1)
+    os.write(ready_w, b"x")
+    os.close(ready_w)
+    return ours
+
+
+def _fork_with_retry() -> int:
+    """fork, waiting briefly while the last submission's processes (a fork bomb) are torn down."""
+    for _ in range(100):
+        try:
+            return os.fork()
+        except BlockingIOError:
+            time.sleep(0.05)
+    return os.fork()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--warm", action="store_true", help="serve as a warm worker that spawns submissions")
+    parser.add_argument("--home", help="(warm) where each submission's fresh home is mounted")
+    parser.add_argument("--support", help="(warm) read-only support files copied into each fresh home")
+    parser.add_argument("--tmpfs-bytes", type=int, default=256 * 1024 * 1024)
     options = parser.parse_args(argv)
     # One thread: forked children must never inherit a half-initialised thread pool,
     # and grading runs many workers side by side anyway.
@@ -451,7 +526,10 @@ def main(argv: list[str] | None = None) -> None:
     sys.modules["__main__"] = types.ModuleType("__main__")
     sys.modules["__main__"].__dict__.update(namespace)
     namespace = sys.modules["__main__"].__dict__
-    serve(sock, Server(namespace, options.device), zygote=True)
+    if options.warm:
+        serve_warm(sock, Server(namespace, options.device), options)
+    else:
+        serve(sock, Server(namespace, options.device), zygote=True)
 
 
 if __name__ == "__main__":

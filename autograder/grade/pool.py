@@ -1,0 +1,117 @@
+"""Warm workers: pay Python, torch and model start-up once per batch, not per submission.
+
+A :class:`WarmWorker` starts one sandboxed worker process, runs the
+assignment's *leading* setup cells in it (the trusted imports and model loads
+that come before the first answer cell), and from then on spawns one program
+per submission from that warm state (``fork``), each in fresh namespaces: a new
+home and /tmp, its own PID namespace, no capabilities (see
+:mod:`.isolation`). A spawned program then behaves exactly like a cold-started
+one: the remaining cells run in it, and each test case gets a fork of it.
+
+Where a warm worker cannot isolate submissions (bubblewrap without user
+namespaces that allow mounts), :func:`start_warm_worker` says why and the
+grader falls back to a cold start per submission.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from autograder.grade import wire
+from autograder.grade.sandbox import SANDBOX_HOME, TMPFS_BYTES, WARM_SUPPORT, ProcessCap, Sandbox
+from autograder.grade.student import (
+    Limits,
+    SpawnedProgram,
+    StudentConnection,
+    StudentCrashed,
+    _with_package_path,
+    scrubbed_environment,
+)
+
+
+class WarmWorkerUnavailable(RuntimeError):
+    """A warm worker could not start, or cannot isolate submissions here."""
+
+
+class WarmWorker:
+    def __init__(
+        self,
+        support: Path,
+        leading_cells: list[tuple[str, str]],
+        limits: Limits,
+        profile: str,
+        device: str,
+        sandbox: Sandbox,
+        log_path: Path,
+    ):
+        self.limits, self.device = limits, device
+        ours, theirs = socket.socketpair()
+        self._sock = ours
+        self._log = open(log_path, "wb")
+        inner = [
+            sys.executable, "-m", "autograder.grade.worker", "--fd", str(theirs.fileno()), "--device", device,
+            "--warm", "--home", SANDBOX_HOME, "--support", WARM_SUPPORT, "--tmpfs-bytes", str(TMPFS_BYTES),
+        ]
+        self._cap = ProcessCap(limits.max_processes)
+        self._proc = subprocess.Popen(
+            sandbox.warm_command(inner, support),
+            cwd=support,
+            env=_with_package_path(scrubbed_environment(Path(SANDBOX_HOME), [Path(SANDBOX_HOME)], profile, device)),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            pass_fds=[theirs.fileno()],
+            preexec_fn=self._cap.join,
+            start_new_session=True,
+        )
+        theirs.close()
+        self._conn = StudentConnection(ours, self._proc.pid, limits, device)
+        try:
+            self.leading_results: list[dict] = self._conn.request(
+                {"op": "exec_cells", "cells": [{"id": cid, "source": src} for cid, src in leading_cells]},
+                timeout=limits.startup_timeout_s,
+            )
+        except Exception as exc:
+            self.close()
+            raise WarmWorkerUnavailable(f"the warm worker did not start: {exc}") from exc
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def spawn(self, limits: Limits, log_path: Path) -> SpawnedProgram:
+        """A fresh program for one submission, in the state the leading cells left."""
+        log = open(log_path, "wb")
+        try:
+            wire.send_message(self._sock, {"op": "spawn", "id": 0, "limits": asdict(limits)}, [])
+            socket.send_fds(self._sock, [b"L"], [log.fileno()])
+            self._sock.settimeout(limits.startup_timeout_s)
+            data, fds, _flags, _addr = socket.recv_fds(self._sock, 4096, 1)
+        except (OSError, socket.timeout) as exc:
+            log.close()
+            raise StudentCrashed(f"the warm worker stopped answering ({exc})") from exc
+        if data != b"SPAWN" or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            log.close()
+            reason = data.decode(errors="replace").removeprefix("FAIL ").strip() or "it exited"
+            raise WarmWorkerUnavailable(f"the warm worker could not isolate a submission: {reason}")
+        return SpawnedProgram(socket.socket(fileno=fds[0]), log_path, log, limits, self.device)
+
+    def close(self) -> None:
+        try:
+            os.killpg(self._proc.pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+        self._cap.remove()
+        self._sock.close()
+        self._log.close()

@@ -1,0 +1,161 @@
+"""Warm workers: submissions spawned from one warm process are as isolated as cold starts,
+and grade exactly the same."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import pytest
+
+from autograder.build.samples import blank_submission, reference_submission, with_cell_source
+from autograder.grade.bundle import load_bundle
+from autograder.grade.pool import WarmWorker
+from autograder.grade.runner import Grader
+from autograder.grade.sandbox import Sandbox, SandboxUnavailable, check_bwrap
+from autograder.grade.student import Limits, StudentNamespace
+from conftest import write_notebook
+
+try:
+    check_bwrap()
+    BWRAP_REASON = ""
+except SandboxUnavailable as exc:  # pragma: no cover - CI installs bubblewrap
+    BWRAP_REASON = str(exc)
+
+pytestmark = pytest.mark.skipif(bool(BWRAP_REASON), reason=f"SKIPPED LOUDLY: {BWRAP_REASON}")
+
+LEAVE_TRACES = '''
+import os, subprocess
+open(os.path.expanduser("~/left_behind.txt"), "w").write("x")
+open("/tmp/left_behind.txt", "w").write("x")
+open(os.path.expanduser("~/support.txt"), "w").write("changed by a submission")
+daemon = subprocess.Popen(["sleep", "600"], start_new_session=True)
+'''
+
+PROBES = '''
+import os
+
+def exists(path):
+    return os.path.exists(os.path.expanduser(path))
+
+def read(path):
+    return open(os.path.expanduser(path)).read()
+
+def processes():
+    """Command lines of every process this program can see."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                out.append(open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\\0", b" ").decode().strip())
+            except OSError:
+                pass
+    return sorted(out)
+
+def pids():
+    return sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+
+def pid():
+    return os.getpid()
+
+def capabilities():
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+    return {k: fields[k].strip() for k in ("CapEff", "CapPrm", "CapBnd", "NoNewPrivs")}
+'''
+
+
+@pytest.fixture
+def warm_worker(tmp_path):
+    support = tmp_path / "support"
+    support.mkdir()
+    (support / "support.txt").write_text("as released")
+    worker = WarmWorker(support, [("setup", "import torch\nWARM = 'yes'")], Limits(test_timeout_s=20), "lite", "cpu",
+                        Sandbox("bwrap"), tmp_path / "warm.log")
+    yield worker
+    worker.close()
+
+
+def spawn_probe(worker, tmp_path, name, extra=""):
+    program = worker.spawn(Limits(test_timeout_s=20), tmp_path / f"{name}.log")
+    results = program.exec_cells([("probes", PROBES + extra)])
+    assert results[0]["ok"], results
+    return program
+
+
+def test_nothing_a_submission_leaves_behind_reaches_the_next(warm_worker, tmp_path):
+    first = spawn_probe(warm_worker, tmp_path, "first", LEAVE_TRACES)
+    conn = first.fork()
+    student = StudentNamespace(conn)
+    assert student.exists("~/left_behind.txt") and student.read("~/support.txt") == "changed by a submission"
+    assert any(cmd.startswith("sleep 600") for cmd in student.processes())
+    conn.close()
+    first.close()
+
+    second = spawn_probe(warm_worker, tmp_path, "second")
+    conn = second.fork()
+    student = StudentNamespace(conn)
+    assert not student.exists("~/left_behind.txt")
+    assert not student.exists("/tmp/left_behind.txt")
+    assert student.read("~/support.txt") == "as released"
+    seen = student.processes()
+    assert not any(cmd.startswith("sleep") for cmd in seen), seen
+    # Its own PID namespace: the program (PID 1) and this test's fork, nothing else (no warm worker).
+    assert student.pids() == [1, student.pid()], seen
+    conn.close()
+    second.close()
+
+
+def test_spawned_program_has_the_warm_state_and_no_capabilities(warm_worker, tmp_path):
+    program = spawn_probe(warm_worker, tmp_path, "caps")
+    assert [r["ok"] for r in warm_worker.leading_results] == [True]
+    conn = program.fork()
+    student = StudentNamespace(conn)
+    assert student.WARM == "yes"
+    zero = "0" * 16
+    assert student.capabilities() == {"CapEff": zero, "CapPrm": zero, "CapBnd": zero, "NoNewPrivs": "1"}
+    conn.close()
+    program.close()
+
+
+def _outcomes(result):
+    return [(t.exercise, t.name, t.score, t.passed, t.reason) for e in result.exercises for t in e.tests]
+
+
+def test_warm_and_cold_grade_identically(toy_layout, toy_assignment, tmp_path):
+    bundle = load_bundle(toy_layout.bundles / toy_assignment.id)
+    reference = reference_submission(toy_assignment)
+    submissions = {
+        "reference": reference,
+        "blank": blank_submission(toy_assignment),
+        "bug": with_cell_source(reference, "softmax", "def softmax(x):\n    return x.exp() / x.exp().sum()\n"),
+        "crash": with_cell_source(reference, "softmax", "import os\nos._exit(1)\n"),
+    }
+    paths = {name: write_notebook(tmp_path / f"{name}.ipynb", nb) for name, nb in submissions.items()}
+    timings = {}
+    for warm in (False, True):
+        with Grader(bundle, sandbox="bwrap", warm=warm) as grader:
+            started = time.monotonic()
+            results = {name: grader.grade_path(path) for name, path in paths.items()}
+            timings[warm] = time.monotonic() - started
+            assert grader.warm is warm, grader.warm_note
+        if not warm:
+            cold = results
+    for name in submissions:
+        assert _outcomes(results[name]) == _outcomes(cold[name]), name
+    assert [results[n].score for n in ("reference", "blank", "bug", "crash")] == [10, 0, 6, 0]
+    assert timings[True] < timings[False], timings
+
+
+def test_falls_back_to_cold_start_where_submissions_cannot_be_isolated(toy_layout, toy_assignment, tmp_path, monkeypatch):
+    """Without the capabilities to mount a fresh home, the grader says so and starts each submission cold."""
+    original = Sandbox.warm_command
+    monkeypatch.setattr(Sandbox, "warm_command", lambda self, inner, support: [
+        arg for arg in original(self, inner, support) if arg not in ("--cap-add", "CAP_SYS_ADMIN", "CAP_SETPCAP")])
+    path = write_notebook(tmp_path / "reference.ipynb", reference_submission(toy_assignment))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Grader(load_bundle(toy_layout.bundles / toy_assignment.id), sandbox="bwrap") as grader:
+            result = grader.grade_path(path)
+            assert not grader.warm
+    assert result.score == 10
+    assert any("could not isolate" in str(w.message) for w in caught), [str(w.message) for w in caught]
