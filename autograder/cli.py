@@ -1,7 +1,7 @@
 """``autograder``: build releases and grade submissions.
 
     autograder build [ASSIGNMENT...] [--check]
-    autograder grade ASSIGNMENT SUBMISSION... --out DIR [--profile lite|full]
+    autograder grade ASSIGNMENT SUBMISSION... --out DIR [--profile lite|full] [--jobs N] [--executor local|ray]
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from autograder.build import build_course, ensure_bundle
 from autograder.build.compile import LeakError
 from autograder.build.samples import sample_submissions
 from autograder.grade.bundle import BundleError, load_bundle
-from autograder.grade.runner import Grader, with_overrides
+from autograder.grade.executors import GraderSpec, make_executor
+from autograder.grade.runner import with_overrides
 from autograder.grade.sandbox import SandboxUnavailable
 from autograder.grade.submission import find_submissions, submission_name
 from autograder.grade.results import write_json_atomic, write_text_atomic
@@ -72,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         "--no-sandbox", action="store_true",
         help="run student code without bubblewrap (only on a machine you trust; recorded in every result)",
     )
+    p_grade.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded in parallel (worker processes)")
+    p_grade.add_argument("--executor", choices=["local", "ray"], default="local",
+                         help="local worker processes, or Ray tasks (pip install 'autograder[cluster]')")
+    p_grade.add_argument("--address", help="Ray cluster address (ray://head:10001 or auto); default: a local Ray")
+    p_grade.add_argument("--gpu-memory-mb", type=float, default=16384,
+                         help="memory of one GPU, to size Ray's fractional num_gpus per grading task")
     p_grade.set_defaults(func=cmd_grade)
 
     args = parser.parse_args(argv)
@@ -120,11 +127,11 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
         bundle.limits, test_timeout_s=args.test_timeout, memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds,
         max_processes=args.max_processes, file_size_mb=args.file_size_mb, open_files=args.open_files,
     )
-    with console.status(f"loading {assignment.id} (reference solution, hidden tests)…"):
-        grader = Grader(
-            bundle, profile=args.profile, device=args.device, limits=limits, only=args.only,
-            sandbox="none" if args.no_sandbox else "bwrap", submission_timeout_s=args.submission_timeout,
-        )
+    spec = GraderSpec(
+        layout.bundles / assignment.id, profile=args.profile, device=args.device, limits=limits,
+        only=tuple(args.only) if args.only else None, sandbox="none" if args.no_sandbox else "bwrap",
+        submission_timeout_s=args.submission_timeout,
+    )
     engine = open_gradebook(args.db or layout.default_gradebook)
     # Resume: a grade is kept while the submission's bytes and the bundle are
     # unchanged (and its results.json is still there).
@@ -139,7 +146,13 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
             todo.append(path)
     if skipped:
         console.print(f"{skipped} submission(s) already graded with this bundle: skipped (--regrade grades them again)")
-    results = []
+    results: list = []
+    if not todo:
+        print_summary(results, Console())
+        return 0
+    where = f"{args.jobs} worker(s)" + (" on Ray" if args.executor == "ray" else "")
+    with console.status(f"loading {assignment.id} (reference solution, hidden tests) in {where}…"):
+        executor = make_executor(spec, args.executor, args.jobs, args.address, args.gpu_memory_mb)
     progress = Progress(
         TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console,
@@ -147,15 +160,13 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
     try:
         with progress:
             task = progress.add_task("grade", total=len(todo), name="")
-            for path in todo:
-                progress.update(task, name=path.name)
-                result = grader.grade_path(path)
-                # Written and recorded one by one, so an interruption loses at most the submission in flight.
+            for result in executor.grade(todo):
+                # Written and recorded one by one, so an interruption loses at most the submissions in flight.
                 write_json_atomic(args.out / result.submission / "results.json", result.to_gradescope())
                 write_text_atomic(args.out / result.submission / "feedback.html", feedback_html(result))
                 record(engine, result)
                 results.append(result)
-                progress.advance(task)
+                progress.update(task, advance=1, name=result.submission)
     except KeyboardInterrupt:
         console.print(
             f"[yellow]interrupted:[/yellow] {len(results)} of {len(todo)} graded and saved; "
@@ -163,6 +174,8 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
         )
         print_summary(results, Console())
         return 130
+    finally:
+        executor.close()
     print_summary(results, Console())
     console.print(f"results written to {args.out}")
     return 0

@@ -95,6 +95,8 @@ def open_gradebook(path_or_url: str | Path) -> Engine:
     url = database_url(path_or_url)
     engine = create_engine(url)
     if url.startswith("sqlite"):
+        if engine.url.database:  # a new gradebook may live in a folder not made yet
+            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial

@@ -1,0 +1,192 @@
+"""Where submissions are graded: in this process, in N local worker processes, or on a Ray cluster.
+
+Every executor takes the same :class:`GraderSpec` and yields the same
+:class:`~autograder.grade.results.SubmissionResult` objects, in completion
+order. Results always come back to the caller, which is the gradebook's one
+writer. Each worker process holds one :class:`~autograder.grade.runner.Grader`
+(reference, hidden tests, fixtures, warm worker) for the whole batch.
+
+Only trusted data moves between the caller and its workers (the bundle,
+submission bytes, results); student code runs inside each worker's sandbox as
+always.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import tempfile
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator
+
+from autograder.build.tree import read_tree, write_tree
+from autograder.grade.bundle import load_bundle
+from autograder.grade.results import SubmissionResult
+from autograder.grade.runner import Grader
+from autograder.grade.sandbox import make_sandbox
+from autograder.grade.student import Limits
+
+
+@dataclass(frozen=True)
+class GraderSpec:
+    """Everything a worker needs to build its Grader, as plain data."""
+
+    bundle_dir: Path
+    profile: str = "lite"
+    device: str = "cpu"
+    limits: Limits | None = None
+    only: tuple[str, ...] | None = None
+    sandbox: str = "bwrap"
+    submission_timeout_s: float | None = None
+    # Filled in for remote workers, which may not share this machine's disk.
+    bundle_files: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    def make_grader(self) -> Grader:
+        bundle_dir = self.bundle_dir
+        if self.bundle_files:
+            bundle_dir = Path(tempfile.mkdtemp(prefix="autograder-bundle-")) / "bundle"
+            write_tree(bundle_dir, self.bundle_files)
+        return Grader(
+            load_bundle(bundle_dir),  # checks every file against the manifest's hashes, on the worker too
+            profile=self.profile, device=self.device, limits=self.limits,
+            only=list(self.only) if self.only else None, sandbox=self.sandbox,
+            submission_timeout_s=self.submission_timeout_s,
+        )
+
+    def portable(self) -> "GraderSpec":
+        files = {k: v for k, v in read_tree(self.bundle_dir).items() if "__pycache__" not in k}
+        return replace(self, bundle_files=files)
+
+
+def _grade_bytes(grader: Grader, name: str, suffix: str, data: bytes) -> SubmissionResult:
+    """Grade a submission sent as bytes, under its own name."""
+    with tempfile.TemporaryDirectory(prefix="autograder-submission-") as tmp:
+        path = Path(tmp) / f"{name}{suffix}"
+        path.write_bytes(data)
+        return grader.grade_path(path)
+
+
+class SerialExecutor:
+    """One Grader in this process: the default, and what the others are checked against."""
+
+    def __init__(self, spec: GraderSpec):
+        self.grader = spec.make_grader()
+
+    def grade(self, paths: list[Path]) -> Iterator[SubmissionResult]:
+        for path in paths:
+            yield self.grader.grade_path(path)
+
+    def close(self) -> None:
+        self.grader.close()
+
+
+# ---------------------------------------------------------------------- local processes
+
+_worker_grader: Grader | None = None
+
+
+def _init_worker(spec: GraderSpec) -> None:
+    global _worker_grader
+    _worker_grader = spec.make_grader()
+
+
+def _grade_in_worker(name: str, suffix: str, data: bytes) -> SubmissionResult:
+    assert _worker_grader is not None
+    return _grade_bytes(_worker_grader, name, suffix, data)
+
+
+class ProcessExecutor:
+    """``jobs`` local worker processes, one warm Grader each, graded in parallel across cores."""
+
+    def __init__(self, spec: GraderSpec, jobs: int):
+        # "spawn": a fresh interpreter per worker, never a fork of a process holding torch threads.
+        self.pool = ProcessPoolExecutor(
+            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker, initargs=(spec,),
+        )
+        self.jobs = jobs
+
+    def grade(self, paths: list[Path]) -> Iterator[SubmissionResult]:
+        pending = set()
+        queue = list(paths)
+        # Keep a bounded number in flight, so an interruption abandons little work.
+        while queue or pending:
+            while queue and len(pending) < 2 * self.jobs:
+                path = queue.pop(0)
+                pending.add(self.pool.submit(_grade_in_worker, path.stem, path.suffix, path.read_bytes()))
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---------------------------------------------------------------------- Ray
+
+
+def gpu_fraction(memory_estimate_mb: float, gpu_memory_mb: float) -> float:
+    """The share of one GPU a grading task asks Ray for: its memory estimate over the GPU's memory."""
+    if gpu_memory_mb <= 0:
+        raise ValueError("gpu_memory_mb must be positive")
+    return round(min(1.0, max(0.01, memory_estimate_mb / gpu_memory_mb)), 2)
+
+
+class _GraderActor:
+    def __init__(self, spec: GraderSpec):
+        self.grader = spec.make_grader()
+
+    def grade(self, name: str, suffix: str, data: bytes) -> SubmissionResult:
+        return _grade_bytes(self.grader, name, suffix, data)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class RayExecutor:
+    """Grading tasks on a Ray cluster: one actor (warm Grader) per slot, one task per submission.
+
+    ``address=None`` starts a local Ray instance with ``jobs`` CPUs; otherwise it
+    connects to an existing cluster (``ray://head:10001`` or ``auto``). On a GPU
+    device each actor asks for the share of a GPU its assignment's memory
+    estimate needs, so several graders share one GPU.
+    """
+
+    def __init__(self, spec: GraderSpec, jobs: int, address: str | None = None, gpu_memory_mb: float = 16384):
+        import ray  # optional dependency: pip install "autograder[cluster]"
+        from ray.util import ActorPool
+
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
+        self._ray = ray
+        manifest = load_bundle(spec.bundle_dir).manifest
+        options: dict = {"num_cpus": 1}
+        if spec.device != "cpu":
+            options["num_gpus"] = gpu_fraction(float(manifest.get("memory_estimate_mb", 2000)), gpu_memory_mb)
+        actor_class = ray.remote(**options)(_GraderActor)
+        portable = ray.put(spec.portable())
+        self.actors = [actor_class.remote(portable) for _ in range(jobs)]
+        self.pool = ActorPool(self.actors)
+
+    def grade(self, paths: list[Path]) -> Iterator[SubmissionResult]:
+        items = [(p.stem, p.suffix, p.read_bytes()) for p in paths]
+        yield from self.pool.map_unordered(lambda actor, item: actor.grade.remote(*item), items)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self._ray.kill(actor)
+
+
+def make_executor(spec: GraderSpec, executor: str = "local", jobs: int = 1, address: str | None = None,
+                  gpu_memory_mb: float = 16384):
+    if executor == "ray":
+        return RayExecutor(spec, jobs, address, gpu_memory_mb)
+    if executor != "local":
+        raise ValueError(f"unknown executor {executor!r}; expected 'local' or 'ray'")
+    make_sandbox(spec.sandbox)  # refuse here, with the fix named, rather than in every worker
+    return SerialExecutor(spec) if jobs <= 1 else ProcessExecutor(spec, jobs)
