@@ -25,7 +25,7 @@ from autograder.grade.executors import GraderSpec, make_executor
 from autograder.grade.runner import with_overrides
 from autograder.grade.sandbox import SandboxUnavailable
 from autograder.grade.submission import find_submissions, submission_name
-from autograder.grade.results import write_json_atomic, write_text_atomic
+from autograder.grade.results import remove_stale_temporaries, write_json_atomic, write_text_atomic
 from autograder.feedback import feedback_html
 from autograder.gradebook import graded_versions, open_gradebook, record
 from autograder.layout import CourseLayout
@@ -133,6 +133,7 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
         submission_timeout_s=args.submission_timeout,
     )
     engine = open_gradebook(args.db or layout.default_gradebook)
+    remove_stale_temporaries(args.out)  # a killed run may have died mid-write; its work is redone below
     # Resume: a grade is kept while the submission's bytes and the bundle are
     # unchanged (and its results.json is still there).
     recorded = {} if (args.regrade or args.only) else graded_versions(engine, bundle.assignment)

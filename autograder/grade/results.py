@@ -106,6 +106,16 @@ def write_json_atomic(path: Path, data: dict) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def remove_stale_temporaries(out: Path, names: tuple[str, ...] = ("results.json", "feedback.html")) -> int:
+    """Delete what :func:`write_text_atomic` left half-written when a run was killed mid-write."""
+    removed = 0
+    for name in names:
+        for stale in out.glob(f"*/.{name}.*"):
+            stale.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write beside ``path``, then rename over it: readers see the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
