@@ -21,6 +21,7 @@ from autograder.build import build_course, ensure_bundle
 from autograder.build.compile import LeakError
 from autograder.build.samples import sample_submissions
 from autograder.grade.bundle import BundleError, load_bundle
+from autograder.grade.docker_backend import DockerSettings
 from autograder.grade.executors import GraderSpec, make_executor
 from autograder.grade.runner import with_overrides
 from autograder.grade.sandbox import SandboxUnavailable
@@ -73,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-sandbox", action="store_true",
         help="run student code without bubblewrap (only on a machine you trust; recorded in every result)",
     )
+    p_grade.add_argument("--backend", choices=["bwrap", "docker"], default="bwrap",
+                         help="where student code runs: bubblewrap (default) or a Docker container per submission")
+    p_grade.add_argument("--docker-image", default="autograder-grader:latest", help="grading image (--backend docker)")
+    p_grade.add_argument("--docker-mount-host-python", action="store_true",
+                         help="(development) mount this machine's Python and autograder read-only into the container")
     p_grade.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded in parallel (worker processes)")
     p_grade.add_argument("--executor", choices=["local", "ray"], default="local",
                          help="local worker processes, or Ray tasks (pip install 'autograder[cluster]')")
@@ -129,8 +135,9 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
     )
     spec = GraderSpec(
         layout.bundles / assignment.id, profile=args.profile, device=args.device, limits=limits,
-        only=tuple(args.only) if args.only else None, sandbox="none" if args.no_sandbox else "bwrap",
+        only=tuple(args.only) if args.only else None, sandbox="none" if args.no_sandbox else args.backend,
         submission_timeout_s=args.submission_timeout,
+        docker=DockerSettings(image=args.docker_image, mount_host_python=args.docker_mount_host_python),
     )
     engine = open_gradebook(args.db or layout.default_gradebook)
     remove_stale_temporaries(args.out)  # a killed run may have died mid-write; its work is redone below

@@ -23,6 +23,7 @@ from typing import Iterator
 
 from autograder.build.tree import read_tree, write_tree
 from autograder.grade.bundle import load_bundle
+from autograder.grade.docker_backend import DockerSettings
 from autograder.grade.results import SubmissionResult
 from autograder.grade.runner import Grader
 from autograder.grade.sandbox import make_sandbox
@@ -40,6 +41,7 @@ class GraderSpec:
     only: tuple[str, ...] | None = None
     sandbox: str = "bwrap"
     submission_timeout_s: float | None = None
+    docker: DockerSettings | None = None
     # Filled in for remote workers, which may not share this machine's disk.
     bundle_files: dict[str, bytes] = field(default_factory=dict, repr=False)
 
@@ -52,7 +54,7 @@ class GraderSpec:
             load_bundle(bundle_dir),  # checks every file against the manifest's hashes, on the worker too
             profile=self.profile, device=self.device, limits=self.limits,
             only=list(self.only) if self.only else None, sandbox=self.sandbox,
-            submission_timeout_s=self.submission_timeout_s,
+            submission_timeout_s=self.submission_timeout_s, docker=self.docker,
         )
 
     def portable(self) -> "GraderSpec":

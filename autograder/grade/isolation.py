@@ -69,10 +69,21 @@ def enter_submission_namespaces(home: Path, support: Path, tmpfs_bytes: int) -> 
     _mount("tmpfs", str(home), "tmpfs", flags, f"size={tmpfs_bytes},mode=0755")
     _mount("tmpfs", "/tmp", "tmpfs", flags, f"size={tmpfs_bytes},mode=1777")
     _mount("proc", "/proc", "proc", flags | MS_NOEXEC)  # shows this PID namespace only
-    shutil.copytree(support, home, dirs_exist_ok=True)
-    (home / "tmp").mkdir(exist_ok=True)
+    copy_support_files(support, home)
     os.chdir(home)
     drop_all_capabilities()
+
+
+def copy_support_files(support: Path, home: Path) -> None:
+    """Copy file contents only: the home may belong to another user (a container's tmpfs)."""
+    for src in sorted(support.rglob("*")):
+        dest = home / src.relative_to(support)
+        if src.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+        elif src.is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+    (home / "tmp").mkdir(exist_ok=True)
 
 
 def drop_all_capabilities() -> None:

@@ -36,6 +36,7 @@ from autograder.grade.student import (
     StudentProcess,
     StudentTimeout,
 )
+from autograder.grade.docker_backend import DockerProgram, DockerSettings, docker_client
 from autograder.grade.pool import WarmWorker, WarmWorkerUnavailable
 from autograder.grade.sandbox import NO_SANDBOX_NOTE, make_sandbox
 from autograder.grade.submission import Submission, SubmissionError, build_program, read_submission, source_hash
@@ -56,6 +57,7 @@ class Grader:
         sandbox: str = "bwrap",
         submission_timeout_s: float | None = None,
         warm: bool = True,
+        docker: "DockerSettings | None" = None,
     ):
         self.bundle = bundle
         self.profile = profile
@@ -95,7 +97,9 @@ class Grader:
         self.warm = warm and self.sandbox.kind == "bwrap"
         self.warm_note = "" if self.warm or not warm else "warm workers need the bubblewrap sandbox"
         self._warm_worker: WarmWorker | None = None
-        self._warm_home: Path | None = None
+        self._support: Path | None = None
+        self.docker = docker or DockerSettings()
+        self._docker_client = docker_client() if self.sandbox.kind == "docker" else None
 
     # ------------------------------------------------------------------ public
     def grade_path(self, path: Path) -> SubmissionResult:
@@ -150,9 +154,9 @@ class Grader:
         if self._warm_worker is not None:
             self._warm_worker.close()
             self._warm_worker = None
-        if self._warm_home is not None:
-            shutil.rmtree(self._warm_home.parent, ignore_errors=True)
-            self._warm_home = None
+        if self._support is not None:
+            shutil.rmtree(self._support.parent, ignore_errors=True)
+            self._support = None
 
     def __enter__(self) -> "Grader":
         return self
@@ -168,17 +172,23 @@ class Grader:
             return self._warm_worker
         if self._warm_worker is not None:
             self._warm_worker.close()
-        if self._warm_home is None:
-            self._warm_home = Path(tempfile.mkdtemp(prefix="autograder-warm-")) / "home"
-            self._stage_support_files(self._warm_home)
+        support = self.support_dir()
         try:
             self._warm_worker = WarmWorker(
-                self._warm_home, self.leading_cells, self.limits, self.profile, self.device, self.sandbox,
-                self._warm_home.parent / "warm_worker.log",
+                support, self.leading_cells, self.limits, self.profile, self.device, self.sandbox,
+                support.parent / "warm_worker.log",
             )
         except WarmWorkerUnavailable as exc:
             self.disable_warm(str(exc))
         return self._warm_worker
+
+    def support_dir(self) -> Path:
+        """The assignment's support files, staged once per batch (read-only to warm workers and containers)."""
+        if self._support is None:
+            self._support = Path(tempfile.mkdtemp(prefix="autograder-support-")) / "home"
+            self._stage_support_files(self._support)
+            self._support.parent.chmod(0o755)
+        return self._support
 
     def disable_warm(self, reason: str) -> None:
         """Grade with a cold start per submission from now on, and say why once."""
@@ -326,9 +336,11 @@ class _RunningProgram:
                 g.disable_warm(str(exc))
             except StudentCrashed:
                 pass  # the worker died: this submission starts cold, the next gets a new worker
-        if self.proc is None:
+        if self.proc is None and g.sandbox.kind != "docker":
             self.proc = StudentProcess(self.workdir, g.limits, g.profile, g.device, g.sandbox)
         try:
+            if self.proc is None:
+                self.proc = DockerProgram(g._docker_client, g.docker, g.support_dir(), g.limits, g.profile, g.device)
             self.cell_results = {r["id"]: r for r in [*done, *self.proc.exec_cells(cells)]}
             self.setup_error = None
         except (StudentCrashed, StudentTimeout, StudentError) as exc:

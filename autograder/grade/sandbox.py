@@ -57,11 +57,11 @@ class Sandbox:
         return bwrap_command(inner, support, warm=True)
 
     @property
-    def isolated(self) -> bool:
+    def isolated(self) -> bool:  # bwrap and docker both isolate
         return self.kind != "none"
 
 
-def _python_roots() -> list[Path]:
+def python_roots() -> list[Path]:
     """Directories the interpreter and its packages live in."""
     roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
@@ -103,7 +103,7 @@ def bwrap_command(inner: list[str], home: Path, warm: bool = False) -> list[str]
             cmd += ["--ro-bind", link, link]
     for path in ("/etc/ld.so.cache", "/etc/passwd", "/etc/group", "/etc/localtime"):
         cmd += ["--ro-bind-try", path, path]
-    for root in _python_roots() + [Path(autograder.__file__).resolve().parent]:
+    for root in python_roots() + [Path(autograder.__file__).resolve().parent]:
         if not str(root).startswith("/usr/"):
             cmd += ["--ro-bind", str(root), str(root)]
     if warm:
@@ -141,8 +141,13 @@ def check_bwrap() -> None:
 
 
 def make_sandbox(kind: str) -> Sandbox:
+    """``bwrap`` (default), ``docker`` (a container per submission) or ``none``; refuses what cannot run here."""
     if kind == "bwrap":
         check_bwrap()
+    elif kind == "docker":
+        from autograder.grade.docker_backend import docker_client
+
+        docker_client()
     elif kind != "none":
         raise ValueError(f"unknown sandbox {kind!r}")
     return Sandbox(kind)

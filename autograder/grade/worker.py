@@ -507,7 +507,10 @@ def _fork_with_retry() -> int:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--fd", type=int, required=True)
+    channel = parser.add_mutually_exclusive_group(required=True)
+    channel.add_argument("--fd", type=int, help="an inherited socket to the grader")
+    channel.add_argument("--connect", help="a Unix socket path the grader listens on (container backends)")
+    parser.add_argument("--copy-support", help="copy these support files into the working directory first")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--warm", action="store_true", help="serve as a warm worker that spawns submissions")
     parser.add_argument("--home", help="(warm) where each submission's fresh home is mounted")
@@ -518,7 +521,15 @@ def main(argv: list[str] | None = None) -> None:
     # and grading runs many workers side by side anyway.
     torch.set_num_threads(1)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
-    sock = socket.socket(fileno=options.fd)
+    if options.connect:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(options.connect)
+    else:
+        sock = socket.socket(fileno=options.fd)
+    if options.copy_support:
+        from autograder.grade.isolation import copy_support_files
+
+        copy_support_files(Path(options.copy_support), Path.cwd())
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
     namespace["display"] = print
     # Grading reuses the program as the cells left it; make module-level
