@@ -37,6 +37,7 @@ from autograder.grade.student import (
     StudentTimeout,
 )
 from autograder.grade.docker_backend import DockerProgram, DockerSettings, docker_client
+from autograder.grade.numerics import make_repeatable
 from autograder.grade.pool import WarmWorker, WarmWorkerUnavailable
 from autograder.grade.sandbox import NO_SANDBOX_NOTE, make_sandbox
 from autograder.grade.submission import Submission, SubmissionError, build_program, read_submission, source_hash
@@ -70,6 +71,7 @@ class Grader:
         )
         os.environ["AUTOGRADER_PROFILE"] = profile
         os.environ["AUTOGRADER_DEVICE"] = device
+        make_repeatable(device)  # before the reference or any fixture touches the GPU
         tag = bundle.assignment.replace(".", "_").replace("-", "_")
         self.reference = bundle.load_module("reference.py", f"autograder_reference_{tag}")
         test_files = sorted(p for p in bundle.manifest["files"] if p.startswith("hidden/") and p.endswith(".py"))

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import torch
 
 from autograder.grade import wire
+from autograder.grade.numerics import environment_for
 from autograder.grade.sandbox import ProcessCap, Sandbox
 
 
@@ -99,6 +100,7 @@ def scrubbed_environment(workdir: Path, python_path: list[Path], profile: str, d
         "TRANSFORMERS_OFFLINE": "1",
         "AUTOGRADER_PROFILE": profile,
         "AUTOGRADER_DEVICE": device,
+        **environment_for(device),
     }
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from autograder.grade import wire
+from autograder.grade.numerics import make_repeatable
 
 _MAGIC_LINE = re.compile(r"^(\s*)([%!].*)$")
 
@@ -520,6 +521,7 @@ def main(argv: list[str] | None = None) -> None:
     # One thread: forked children must never inherit a half-initialised thread pool,
     # and grading runs many workers side by side anyway.
     torch.set_num_threads(1)
+    make_repeatable(options.device)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
     if options.connect:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
