@@ -46,7 +46,7 @@ class _Graders:
 
     def __init__(self):
         self.current = None
-        self.variant_results: dict[str, dict] = {}
+        self.variant_results: dict[str, dict | Exception] = {}
 
     def variant_result(self, assignment, variant, folder):
         if assignment.id not in self.variant_results:
@@ -57,10 +57,15 @@ class _Graders:
             executor = make_executor(spec, "local", jobs=2)
             try:
                 by_name = {r.submission: r for r in executor.grade(paths)}
+                self.variant_results[assignment.id] = {v.id: by_name[f"variant_{i:03d}"] for i, v in enumerate(variants)}
+            except Exception as exc:  # every variant test of this assignment fails with it, none regrades
+                self.variant_results[assignment.id] = exc
             finally:
                 executor.close()
-            self.variant_results[assignment.id] = {v.id: by_name[f"variant_{i:03d}"] for i, v in enumerate(variants)}
-        return self.variant_results[assignment.id][variant.id]
+        results = self.variant_results[assignment.id]
+        if isinstance(results, Exception):
+            raise RuntimeError(f"grading the variants of {assignment.id} failed") from results
+        return results[variant.id]
 
     def get(self, assignment) -> Grader:
         if self.current is None or self.current.bundle.assignment != assignment.id:

@@ -89,8 +89,16 @@ class SerialExecutor:
 _worker_grader: Grader | None = None
 
 
+def _one_thread() -> None:
+    """Workers share the machine's cores: one torch thread each, or they fight over them."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _init_worker(spec: GraderSpec) -> None:
     global _worker_grader
+    _one_thread()
     _worker_grader = spec.make_grader()
 
 
@@ -138,6 +146,7 @@ def gpu_fraction(memory_estimate_mb: float, gpu_memory_mb: float) -> float:
 
 class _GraderActor:
     def __init__(self, spec: GraderSpec):
+        _one_thread()  # each actor asks Ray for one CPU
         self.grader = spec.make_grader()
 
     def grade(self, name: str, suffix: str, data: bytes) -> SubmissionResult:
