@@ -1,0 +1,196 @@
+"""Support code for section 1.2 "Intro to Mechanistic Interpretability".
+
+Two profiles, selected with the ``AUTOGRADER_PROFILE`` environment variable:
+
+* ``lite`` (default): a 2-layer attention-only transformer with
+  shortformer-style positional embeddings, trained by ``assets/train_lite.py``
+  and shipped in ``assets/lite/`` (config.json + model.safetensors +
+  tokenizer.json). Needs no network and runs on a laptop CPU.
+* ``full``: TransformerLens's ``attn-only-2l`` (for everything about induction)
+  and ``gpt2-small`` (for the first part); their weights must be reachable
+  (Hugging Face hub or local cache).
+
+Both profiles load through the same code path (:func:`load_model`): a
+``HookedTransformerConfig`` plus a state dict in TransformerLens format, then
+``HookedTransformer(cfg)`` and ``load_and_process_state_dict`` with the same
+weight processing ``HookedTransformer.from_pretrained`` would choose for that
+config. (``from_pretrained`` itself refuses local directories, so the lite
+checkpoint cannot go through it.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:  # type hints only
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+PROFILE = os.environ.get("AUTOGRADER_PROFILE", "lite")
+LITE_DIR = Path(__file__).parent / "assets" / "lite"
+EOT = "<|endoftext|>"
+REGENERATE_CMD = "cd source/1.2_intro_to_mech_interp && python assets/train_lite.py"
+
+# The models of the full profile (TransformerLens names).
+FULL_MODELS = {"attn-only-2l": "attn-only-2l", "gpt2-small": "gpt2-small"}
+
+
+def _check_profile(profile: str) -> None:
+    if profile not in ("lite", "full"):
+        raise ValueError(f"unknown profile {profile!r}; expected 'lite' or 'full'")
+
+
+# --------------------------------------------------------------------------
+# Config and weights, per profile
+# --------------------------------------------------------------------------
+
+
+def lite_config(device: str = "cpu") -> "HookedTransformerConfig":
+    """The lite model's config, read from ``assets/lite/config.json``."""
+    from transformer_lens import HookedTransformerConfig
+
+    cfg_dict = json.loads((LITE_DIR / "config.json").read_text())
+    cfg_dict.update(device=device, init_weights=False)
+    return HookedTransformerConfig(**cfg_dict)
+
+
+def lite_state_dict() -> dict[str, torch.Tensor]:
+    """The lite model's raw (unprocessed) weights, in TransformerLens naming."""
+    from safetensors.torch import load_file
+
+    return load_file(str(LITE_DIR / "model.safetensors"))
+
+
+def lite_tokenizer():
+    """A ``transformers`` tokenizer over ``assets/lite/tokenizer.json``, so that
+    ``model.to_tokens`` / ``to_str_tokens`` / ``to_string`` work. It prepends
+    ``<|endoftext|>`` (the BOS token, id 0) like GPT-2's does in TransformerLens."""
+    from transformers import PreTrainedTokenizerFast
+
+    # from_pretrained (not the constructor): TransformerLens reloads the
+    # tokenizer from its `name_or_path`, which must be this directory.
+    return PreTrainedTokenizerFast.from_pretrained(
+        str(LITE_DIR), bos_token=EOT, eos_token=EOT, unk_token=EOT, pad_token=EOT, add_bos_token=True
+    )
+
+
+def _config_and_weights(profile: str, name: str, device: str):
+    _check_profile(profile)
+    if profile == "lite":
+        return lite_config(device), lite_state_dict(), lite_tokenizer()
+    if name not in FULL_MODELS:
+        raise ValueError(f"unknown model {name!r}; the full profile has {sorted(FULL_MODELS)}")
+    from transformer_lens.loading_from_pretrained import get_pretrained_model_config, get_pretrained_state_dict
+
+    official = FULL_MODELS[name]
+    # As in from_pretrained: ask for folded LayerNorm (LN -> LNPre in the config);
+    # TransformerLens itself turns that off for shortformer models.
+    cfg = get_pretrained_model_config(official, device=device, fold_ln=True)
+    return cfg, get_pretrained_state_dict(official, cfg), None
+
+
+def processing_flags(cfg: "HookedTransformerConfig") -> dict:
+    """The weight processing ``HookedTransformer.from_pretrained`` uses for ``cfg``.
+
+    Shortformer models (attn-only-2l and the lite model) add the positional
+    embedding *after* ``ln1``, so LayerNorm cannot be folded and writing
+    weights cannot be centred; only value biases are folded into ``b_O``.
+    """
+    shortformer = cfg.positional_embedding_type == "shortformer"
+    return dict(
+        fold_ln=not shortformer and cfg.normalization_type in ("LN", "LNPre"),
+        center_writing_weights=not shortformer,
+        center_unembed=not shortformer,
+        fold_value_biases=True,
+        refactor_factored_attn_matrices=False,
+    )
+
+
+def load_model(profile: str = PROFILE, device: str = "cpu", name: str = "attn-only-2l") -> "HookedTransformer":
+    """Load a model of ``profile`` as a ``HookedTransformer`` in eval mode.
+
+    ``name`` picks the full profile's model (``"attn-only-2l"`` or
+    ``"gpt2-small"``); the lite profile has one model and ignores it.
+    """
+    from transformer_lens import HookedTransformer
+
+    cfg, state_dict, tokenizer = _config_and_weights(profile, name, str(device))
+    with warnings.catch_warnings():
+        # TL 3.x warns that HookedTransformer is deprecated in favour of
+        # TransformerBridge; the course deliberately uses HookedTransformer.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    model.load_and_process_state_dict(state_dict, **processing_flags(cfg))
+    model.to(device)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+# --------------------------------------------------------------------------
+# Small utilities the notebook and the tests share
+# --------------------------------------------------------------------------
+
+
+def permuted_heads_state_dict(model: "HookedTransformer", layer: int, perm: list[int]) -> dict[str, torch.Tensor]:
+    """The model's state dict with the heads of ``layer`` reordered by ``perm``.
+
+    The permuted model computes exactly the same function; only the head
+    indices change (head ``i`` of the new model is head ``perm[i]`` of the
+    old). Handy for checking that an analysis *finds* heads rather than
+    remembering them.
+    """
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    idx = torch.tensor(perm)
+    for key in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V"):
+        full = f"blocks.{layer}.attn.{key}"
+        if full in sd:
+            sd[full] = sd[full][idx].clone()
+    return sd
+
+
+def story_prompt() -> str:
+    """A short story from the lite model's training distribution (used in the notebook)."""
+    return (
+        "Once upon a time, there was a small fox named Cora. Cora lived in a garden. "
+        "Cora had a pink bell. One day, Cora went to the river to look for shells. "
+        "At the river, Cora met a shy owl named Ben. \"Hi, Ben,\" said Cora. \"My name is Cora.\" "
+        "But then Cora lost the pink bell. Ben helped Cora look for the pink bell."
+    )
+
+
+# --------------------------------------------------------------------------
+# Checkpoint integrity
+# --------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_lite_checkpoint() -> None:
+    """Check every file listed in ``assets/lite/SHA256SUMS``; raise naming the bad file."""
+    sums = LITE_DIR / "SHA256SUMS"
+    hint = f"Regenerate the lite checkpoint with:  {REGENERATE_CMD}"
+    if not sums.is_file():
+        raise RuntimeError(f"{sums} not found. {hint}")
+    entries = [line.split(None, 1) for line in sums.read_text().splitlines() if line.strip()]
+    if not entries:
+        raise RuntimeError(f"{sums} is empty. {hint}")
+    for digest, name in entries:
+        path = LITE_DIR / name.strip().lstrip("*")
+        if not path.is_file():
+            raise RuntimeError(f"lite checkpoint file missing: {path}. {hint}")
+        if _sha256(path) != digest:
+            raise RuntimeError(f"checksum mismatch for {path}. {hint}")
