@@ -27,7 +27,8 @@ from pathlib import Path
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_REMOUNT, MS_BIND, MS_MOVE = 0x20, 0x1000, 0x2000
 MS_REC, MS_PRIVATE = 0x4000, 0x40000
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
@@ -67,11 +68,35 @@ def enter_submission_namespaces(home: Path, support: Path, tmpfs_bytes: int) -> 
     _mount("none", "/", None, MS_REC | MS_PRIVATE)  # our mounts stay ours
     flags = MS_NOSUID | MS_NODEV
     _mount("tmpfs", str(home), "tmpfs", flags, f"size={tmpfs_bytes},mode=0755")
-    _mount("tmpfs", "/tmp", "tmpfs", flags, f"size={tmpfs_bytes},mode=1777")
+    _fresh_tmp(home, flags, tmpfs_bytes)
     _mount("proc", "/proc", "proc", flags | MS_NOEXEC)  # shows this PID namespace only
     copy_support_files(support, home)
     os.chdir(home)
     drop_all_capabilities()
+
+
+def _fresh_tmp(home: Path, flags: int, tmpfs_bytes: int) -> None:
+    """A new, empty /tmp that still shows the read-only Python installation where it lives under /tmp.
+
+    (A course checked out under /tmp has its virtualenv there; a plain tmpfs over
+    /tmp would hide it.) The new tmpfs is prepared beside the home, the Python
+    directories are bound into it read-only, and then it is moved onto /tmp.
+    """
+    from autograder.grade.sandbox import python_roots
+
+    import autograder
+
+    staging = home / ".fresh-tmp"
+    staging.mkdir()
+    _mount("tmpfs", str(staging), "tmpfs", flags, f"size={tmpfs_bytes},mode=1777")
+    for root in [*python_roots(), Path(autograder.__file__).resolve().parent]:
+        if root.is_relative_to("/tmp"):
+            target = staging / root.relative_to("/tmp")
+            target.mkdir(parents=True, exist_ok=True)
+            _mount(str(root), str(target), None, MS_BIND)
+            _mount("none", str(target), None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
+    _mount(str(staging), "/tmp", None, MS_MOVE)
+    staging.rmdir()
 
 
 def copy_support_files(support: Path, home: Path) -> None:
