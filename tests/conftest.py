@@ -53,3 +53,13 @@ def toy_grader(toy_layout, toy_assignment) -> Grader:
 def write_notebook(path: Path, nb) -> Path:
     path.write_text(nbformat.writes(nb))
     return path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _restore_torch_grad_mode():
+    """Notebook code run in this process (public checks) may switch grad off for itself; not for the next module."""
+    import torch
+
+    mode = torch.is_grad_enabled()
+    yield
+    torch.set_grad_enabled(mode)

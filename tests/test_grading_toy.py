@@ -227,3 +227,26 @@ def test_feedback_page_shows_what_failed_and_no_hidden_code(toy_grader, toy_assi
     assert "def test_" not in page and "@grades" not in page and "assert_close(" not in page
     assert all(line.strip() not in page for line in hidden.splitlines() if len(line.strip()) > 30)
     assert "<script" not in page and "http" not in page  # self-contained
+
+
+def test_a_reference_that_switches_grad_off_does_not_switch_it_off_for_the_process(toy_layout, toy_assignment,
+                                                                                   monkeypatch):
+    """A grader keeps the grad mode its reference chose for its own grading, and leaves the caller's alone."""
+    import torch
+
+    from autograder.grade.bundle import load_bundle
+    from autograder.grade.runner import Grader
+
+    bundle = load_bundle(toy_layout.bundles / toy_assignment.id)
+    original = type(bundle).load_module
+
+    def load_and_switch_grad_off(self, rel, name):
+        module = original(self, rel, name)
+        if rel == "reference.py":
+            torch.set_grad_enabled(False)
+        return module
+
+    monkeypatch.setattr(type(bundle), "load_module", load_and_switch_grad_off)
+    assert torch.is_grad_enabled()
+    grader = Grader(bundle, sandbox="none")
+    assert torch.is_grad_enabled() and grader.grad_mode is False

@@ -73,9 +73,15 @@ class Grader:
         os.environ["AUTOGRADER_DEVICE"] = device
         make_repeatable(device)  # before the reference or any fixture touches the GPU
         tag = bundle.assignment.replace(".", "_").replace("-", "_")
+        # The reference may switch torch's grad mode for itself (a notebook that only
+        # runs models forward): keep that mode for this assignment's grading only, and
+        # give the rest of the process (other graders, the caller) back its own.
+        outer_grad_mode = torch.is_grad_enabled()
         self.reference = bundle.load_module("reference.py", f"autograder_reference_{tag}")
         test_files = sorted(p for p in bundle.manifest["files"] if p.startswith("hidden/") and p.endswith(".py"))
         modules = [bundle.load_module(rel, f"autograder_hidden_{tag}_{i}") for i, rel in enumerate(test_files)]
+        self.grad_mode = torch.is_grad_enabled()
+        torch.set_grad_enabled(outer_grad_mode)
         self.tests, self.fixtures = collect(modules)
         declared = {ex["name"] for ex in bundle.manifest["exercises"]}
         unknown = {t.exercise for t in self.tests} - declared
@@ -113,6 +119,10 @@ class Grader:
         return self.grade(submission)
 
     def grade(self, submission: Submission) -> SubmissionResult:
+        with torch.set_grad_enabled(self.grad_mode):
+            return self._grade(submission)
+
+    def _grade(self, submission: Submission) -> SubmissionResult:
         started = time.monotonic()
         manifest = self.bundle.manifest
         result = SubmissionResult(
