@@ -72,17 +72,17 @@ ATTACKS = [
     # --- exiting, killing, stopping
     Attack("sys.exit(0)", body("sys.exit(0)"), "sys.exit"),
     Attack("os._exit(0)", body("os._exit(0)"), "exited or crashed"),
-    Attack("kill the parent", body("os.kill(os.getppid(), 9)\nreturn x"), ""),
+    Attack("kill the parent", body("os.kill(os.getppid(), 9)\nreturn x"), "values differ"),
     Attack("SIGSTOP itself", body("os.kill(os.getpid(), signal.SIGSTOP)\nreturn x"), "time limit"),
     Attack("delete own files", body("import shutil\nshutil.rmtree(os.path.expanduser('~'), ignore_errors=True)\nreturn x * 0"), "values differ"),
     Attack("exit at definition time", "import os\nos._exit(3)\n", "could not be run", ALL_ZERO),
     # --- resource exhaustion
     Attack("infinite loop", body("while True:\n    pass"), "time limit"),
-    Attack("fork bomb", body("while True:\n    try:\n        os.fork()\n    except OSError:\n        pass"), ""),
+    Attack("fork bomb", body("while True:\n    try:\n        os.fork()\n    except OSError:\n        pass"), "time limit"),
     Attack("memory bomb", body("blocks = []\nwhile True:\n    blocks.append(bytearray(100 * 1024**2))"), "MemoryError"),
     Attack("fill the disk", body("with open('big.bin', 'wb') as f:\n    while True:\n        f.write(b'0' * 1024**2)"), "File too large"),
     Attack("fill /tmp", body("with open('/tmp/big.bin', 'wb') as f:\n    while True:\n        f.write(b'0' * 1024**2)"), "Error"),
-    Attack("flood stdout", body("while True:\n    print('spam' * 1000)"), ""),
+    Attack("flood stdout", body("while True:\n    print('spam' * 1000)"), "File too large"),
     # --- reaching outside
     Attack("read hidden tests and reference", body(
         WALK + "found = walk_for('reference.py', 'test_toy.py', 'manifest.json')\n"
