@@ -7,7 +7,7 @@
 * every alternative gets full marks.
 
 Section-specific checks (the lite model shows the phenomenon, the public
-checks, ...) live in ``test_section_<id>.py`` and ``test_public_checks_<id>.py``.
+checks, ...) live in ``test_section_<id>.py``; the public checks in ``test_public_checks.py``.
 """
 
 from __future__ import annotations
