@@ -2,6 +2,7 @@
 
     autograder build [ASSIGNMENT...] [--check]
     autograder grade ASSIGNMENT SUBMISSION... --out DIR [--profile lite|full] [--jobs N] [--executor local|ray]
+    autograder export nbgrader|otter ASSIGNMENT DIR
 """
 
 from __future__ import annotations
@@ -87,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
                          help="memory of one GPU, to size Ray's fractional num_gpus per grading task")
     p_grade.set_defaults(func=cmd_grade)
 
+    p_export = sub.add_parser("export", help="write an assignment for another grader (nbgrader, otter-grader)")
+    p_export.add_argument("tool", choices=["nbgrader", "otter"])
+    p_export.add_argument("assignment", help="assignment id, or a unique prefix such as 1.1")
+    p_export.add_argument("out", type=Path, help="directory to write (an nbgrader course, or otter assign's input)")
+    p_export.set_defaults(func=cmd_export)
+
     args = parser.parse_args(argv)
     try:
         layout = CourseLayout(args.root.resolve()) if args.root else CourseLayout.find()
@@ -117,6 +124,29 @@ def cmd_samples(args: argparse.Namespace, layout: CourseLayout) -> int:
     for name, data in sample_submissions(assignment).items():
         (args.out / name).write_bytes(data)
     console.print(f"wrote reference, partial and blank submissions of {assignment.id} to {args.out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, layout: CourseLayout) -> int:
+    from autograder.export.nbgrader import export_nbgrader
+    from autograder.export.otter import export_otter
+
+    assignment = find_assignment(layout.source, args.assignment)
+    ensure_bundle(layout, assignment)
+    bundle = load_bundle(layout.bundles / assignment.id)
+    if args.tool == "nbgrader":
+        path = export_nbgrader(assignment, bundle, args.out)
+        console.print(
+            f"wrote the nbgrader course {args.out} ({path.relative_to(args.out)}); next, in {args.out}:\n"
+            f"  nbgrader generate_assignment {assignment.id}   then   nbgrader autograde {assignment.id}"
+        )
+    else:
+        path = export_otter(assignment, bundle, args.out)
+        console.print(
+            f"wrote the otter master notebook {path}; next:\n"
+            f"  otter assign {path} DIST   then   otter run -a DIST/autograder/*.zip SUBMISSION.ipynb"
+        )
+    console.print("Graded there, student code runs without our sandbox, and needs `autograder` installed.")
     return 0
 
 

@@ -37,6 +37,7 @@ it returns without raising.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -85,6 +86,37 @@ def collect(modules: list[Any]) -> tuple[list[HiddenTest], dict[str, Callable[..
                     raise ValueError(f"fixture {value.__name__!r} is defined twice")
                 fixtures[value.__name__] = value
     return tests, fixtures
+
+
+def resolve_fixture(
+    name: str,
+    case_values: dict[str, Any],
+    session: dict[str, Any],
+    fixtures: dict[str, Callable[..., Any]],
+    per_case: frozenset[str] = frozenset({"student"}),
+    chain: tuple[str, ...] = (),
+) -> Any:
+    """The value of fixture ``name``, computing what it depends on first.
+
+    ``case_values`` hold this test case's own values (``student``); ``session``
+    caches every fixture that does not depend on one of ``per_case``, so that a
+    loaded model is shared by every submission and every test.
+    """
+    if name in case_values:
+        return case_values[name]
+    if name in session:
+        return session[name]
+    if name in chain:
+        raise RuntimeError(f"fixture cycle: {' -> '.join(chain + (name,))}")
+    fn = fixtures.get(name)
+    if fn is None:
+        raise RuntimeError(f"hidden tests ask for an unknown fixture {name!r}")
+    parameters = inspect.signature(fn).parameters
+    args = {p: resolve_fixture(p, case_values, session, fixtures, per_case, chain + (name,)) for p in parameters}
+    value = fn(**args)
+    if not per_case & set(parameters):
+        session[name] = value
+    return value
 
 
 def load_weights(module: Any, state_dict: dict, what: str = "your module") -> None:

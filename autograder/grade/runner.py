@@ -41,9 +41,9 @@ from autograder.grade.numerics import make_repeatable
 from autograder.grade.pool import WarmWorker, WarmWorkerUnavailable
 from autograder.grade.sandbox import NO_SANDBOX_NOTE, make_sandbox
 from autograder.grade.submission import Submission, SubmissionError, build_program, read_submission, source_hash
-from autograder.testing import HiddenTest, collect
+from autograder.testing import HiddenTest, collect, resolve_fixture
 
-_PER_CASE_FIXTURES = {"student"}
+_PER_CASE_FIXTURES = frozenset({"student"})
 NOT_ATTEMPTED = "Not attempted yet"
 
 
@@ -250,19 +250,8 @@ class Grader:
             with default_tolerances(self.bundle.manifest.get("tolerances", {})):
                 test.fn(**kwargs)
             outcome.passed, outcome.reason = True, "passed"
-        except CheckFailed as exc:
-            outcome.output, outcome.reason = str(exc), "wrong"
-        except StudentError as exc:
-            outcome.output, outcome.reason = _student_error_text(exc), "error"
-        except StudentTimeout as exc:
-            outcome.output, outcome.reason = str(exc), "timeout"
-        except StudentCrashed as exc:
-            outcome.output, outcome.reason = str(exc), "crash"
-        except AssertionError as exc:
-            outcome.output, outcome.reason = str(exc) or "a check failed", "wrong"
-        except Exception as exc:  # noqa: BLE001 - e.g. the student returned the wrong kind of object
-            outcome.output = f"your code returned something the test could not use ({type(exc).__name__}: {exc})"
-            outcome.reason = "wrong"
+        except Exception as exc:  # noqa: BLE001 - every failure is the student's result, explained
+            outcome.reason, outcome.output = explain_failure(exc)
         finally:
             conn.close()
             if outcome.reason in ("timeout", "crash"):
@@ -272,23 +261,10 @@ class Grader:
 
     def _resolve(self, fn: Callable[..., Any], conn: StudentConnection) -> dict[str, Any]:
         case_values = {"student": StudentNamespace(conn)}
-        return {name: self._fixture(name, case_values, ()) for name in inspect.signature(fn).parameters}
-
-    def _fixture(self, name: str, case_values: dict[str, Any], chain: tuple[str, ...]) -> Any:
-        if name in case_values:
-            return case_values[name]
-        if name in self._session:
-            return self._session[name]
-        if name in chain:
-            raise RuntimeError(f"fixture cycle: {' -> '.join(chain + (name,))}")
-        fn = self.fixtures.get(name)
-        if fn is None:
-            raise RuntimeError(f"hidden tests ask for an unknown fixture {name!r}")
-        args = {p: self._fixture(p, case_values, chain + (name,)) for p in inspect.signature(fn).parameters}
-        value = fn(**args)
-        if not _PER_CASE_FIXTURES & set(inspect.signature(fn).parameters):
-            self._session[name] = value
-        return value
+        return {
+            name: resolve_fixture(name, case_values, self._session, self.fixtures, _PER_CASE_FIXTURES)
+            for name in inspect.signature(fn).parameters
+        }
 
     def _unreadable(self, path: Path, message: str) -> SubmissionResult:
         import hashlib
@@ -417,6 +393,22 @@ def _exercise_context(ex: dict, program, cell_results: dict, stubs: dict) -> str
         if cell is not None and not cell["ok"]:
             notes.append(f"Your cell {cid!r} raised an error when run:\n{cell['error'].strip()}")
     return "\n".join(notes)
+
+
+def explain_failure(exc: Exception) -> tuple[str, str]:
+    """(reason, student-facing message) for an exception raised while a test case ran."""
+    if isinstance(exc, CheckFailed):
+        return "wrong", str(exc)
+    if isinstance(exc, StudentError):
+        return "error", _student_error_text(exc)
+    if isinstance(exc, StudentTimeout):
+        return "timeout", str(exc)
+    if isinstance(exc, StudentCrashed):
+        return "crash", str(exc)
+    if isinstance(exc, AssertionError):
+        return "wrong", str(exc) or "a check failed"
+    # e.g. the student returned the wrong kind of object
+    return "wrong", f"your code returned something the test could not use ({type(exc).__name__}: {exc})"
 
 
 def _student_error_text(exc: StudentError) -> str:
