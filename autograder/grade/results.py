@@ -18,6 +18,7 @@ class TestOutcome:
     passed: bool
     output: str = ""
     reason: str = "passed"  # passed | wrong | error | timeout | crash | not_attempted | skipped
+    duration_s: float = 0.0  # inside the test function (student code it calls included), not our set-up around it
 
     @property
     def status(self) -> str:
@@ -81,7 +82,7 @@ class SubmissionResult:
                     "status": t.status,
                     "output": t.output,
                     "visibility": "visible",
-                    "extra_data": {"exercise": t.exercise, "reason": t.reason},
+                    "extra_data": {"exercise": t.exercise, "reason": t.reason, "duration_s": round(t.duration_s, 4)},
                 }
                 for ex in self.exercises
                 for t in ex.tests

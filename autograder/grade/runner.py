@@ -248,7 +248,11 @@ class Grader:
         try:
             kwargs = self._resolve(test.fn, conn)
             with default_tolerances(self.bundle.manifest.get("tolerances", {})):
-                test.fn(**kwargs)
+                began = time.monotonic()
+                try:
+                    test.fn(**kwargs)
+                finally:
+                    outcome.duration_s = time.monotonic() - began
             outcome.passed, outcome.reason = True, "passed"
         except Exception as exc:  # noqa: BLE001 - every failure is the student's result, explained
             outcome.reason, outcome.output = explain_failure(exc)

@@ -245,21 +245,28 @@ def _reference_stand_in_model(student, reference, cfg, weights):
     return model
 
 
-@grades("training_step")
-def test_training_step_matches_reference(student, reference, cfg, weights, text_tokens, device):
-    student.use_reference("get_log_probs", reference.get_log_probs)
-    model = _reference_stand_in_model(student, reference, cfg, weights)
-    opt = student.torch.optim.AdamW(model.parameters(), lr=1e-3)
+@fixture
+def reference_training(reference, cfg, weights, text_tokens, device):
+    """The reference's losses and parameters over two AdamW steps: the same for every submission."""
     ref = reference.DemoTransformer(cfg).to(device)
     ref.load_state_dict(weights)
     ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-3)
-    for step in range(2):  # two steps: forgetting zero_grad only shows on the second
+    losses = [torch.as_tensor(reference.training_step(ref, ref_opt, text_tokens)).reshape(()).detach()
+              for _ in range(2)]  # two steps: forgetting zero_grad only shows on the second
+    return losses, {k: v.detach().clone() for k, v in ref.state_dict().items()}
+
+
+@grades("training_step")
+def test_training_step_matches_reference(student, reference, cfg, weights, text_tokens, reference_training):
+    student.use_reference("get_log_probs", reference.get_log_probs)
+    model = _reference_stand_in_model(student, reference, cfg, weights)
+    opt = student.torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ref_losses, ref_params = reference_training
+    for step, ref_loss in enumerate(ref_losses):
         loss = student.training_step(model, opt, text_tokens)
-        ref_loss = reference.training_step(ref, ref_opt, text_tokens)
-        assert_close(torch.as_tensor(loss).reshape(()), torch.as_tensor(ref_loss).reshape(()).detach(),
-                     what=f"loss returned by training_step (step {step + 1})")
+        assert_close(torch.as_tensor(loss).reshape(()), ref_loss, what=f"loss returned by training_step (step {step + 1})")
     mine = model.state_dict()
-    for name, value in ref.state_dict().items():
+    for name, value in ref_params.items():
         assert_close(mine[name], value, what=f"parameter {name} after two training steps", atol=1e-5, rtol=1e-4)
 
 
@@ -380,51 +387,69 @@ def test_top_p_min_tokens_to_keep(student, cfg, seed, device):
     assert_frequencies(draws, _top_p_probs(logits, 0.1, 4), what="top_p_sampling(top_p=0.1, min_tokens_to_keep=4)")
 
 
-def _samplers(student, reference, cfg, weights, ref_model):
+def _samplers(student, reference, cfg, weights):
     _use_reference_sampler_parts(student, reference)
     model = _reference_stand_in_model(student, reference, cfg, weights)
-    tok = student.tokenizer
-    mine = student.TransformerSampler(model, tok)
-    ref = reference.TransformerSampler(ref_model, reference.tokenizer)
-    return mine, ref
+    return student.TransformerSampler(model, student.tokenizer)
 
 
-@grades("sample")
-def test_sample_greedy(student, reference, cfg, weights, ref_model, prompts):
-    mine, ref = _samplers(student, reference, cfg, weights, ref_model)
-    for prompt, n in [(prompts[0], 12), (prompts[1], 40)]:
-        expected = ref.sample(prompt, max_tokens_generated=n, temperature=0.0)
-        got = mine.sample(prompt, max_tokens_generated=n, temperature=0.0)
-        assert_equal(got, expected, what=f"sample({prompt!r}, max_tokens_generated={n}, temperature=0.0)")
+@fixture
+def reference_sampler(reference, ref_model):
+    return reference.TransformerSampler(ref_model, reference.tokenizer)
 
 
-@grades("beam_search")
-def test_beam_search(student, reference, cfg, weights, ref_model, prompts):
-    mine, ref = _samplers(student, reference, cfg, weights, ref_model)
-    _compare_beams(mine, ref, prompts[1], dict(num_return_sequences=3, num_beams=4, max_new_tokens=10))
+@fixture
+def greedy_cases(reference_sampler, prompts):
+    """(prompt, length, the reference's greedy sample): computed once, not per submission."""
+    with torch.no_grad():
+        return [(prompt, n, reference_sampler.sample(prompt, max_tokens_generated=n, temperature=0.0))
+                for prompt, n in [(prompts[0], 12), (prompts[1], 40)]]
 
 
-@grades("beam_search")
-def test_beam_search_no_repeat_ngram(student, reference, cfg, weights, ref_model, prompts):
-    mine, ref = _samplers(student, reference, cfg, weights, ref_model)
-    # Use a setting where the constraint changes the reference's answer on this
-    # checkpoint, so that ignoring it cannot pass; derived, not hard-coded.
+@fixture
+def beam_case(reference_sampler, prompts):
+    kwargs = dict(num_return_sequences=3, num_beams=4, max_new_tokens=10)
+    with torch.no_grad():
+        return prompts[1], kwargs, reference_sampler.beam_search(prompts[1], **kwargs)
+
+
+@fixture
+def no_repeat_ngram_case(reference_sampler, prompts):
+    """A setting where the constraint changes the reference's answer on this checkpoint,
+    so that ignoring it cannot pass; derived, not hard-coded."""
     settings = [
         (prompt, dict(num_return_sequences=2, num_beams=3, max_new_tokens=length, no_repeat_ngram_size=size))
         for length in (14, 30) for size in (2, 3) for prompt in prompts
     ]
+    ref = reference_sampler
     with torch.no_grad():
         def changes_answer(setting):
             prompt, kwargs = setting
             return ref.beam_search(prompt, **kwargs) != ref.beam_search(prompt, **{**kwargs, "no_repeat_ngram_size": None})
 
         prompt, kwargs = next(filter(changes_answer, settings), settings[0])
-    _compare_beams(mine, ref, prompt, kwargs)
+        return prompt, kwargs, ref.beam_search(prompt, **kwargs)
 
 
-def _compare_beams(mine, ref, prompt, kwargs):
-    with torch.no_grad():
-        expected = ref.beam_search(prompt, **kwargs)
+@grades("sample")
+def test_sample_greedy(student, reference, cfg, weights, greedy_cases):
+    mine = _samplers(student, reference, cfg, weights)
+    for prompt, n, expected in greedy_cases:
+        got = mine.sample(prompt, max_tokens_generated=n, temperature=0.0)
+        assert_equal(got, expected, what=f"sample({prompt!r}, max_tokens_generated={n}, temperature=0.0)")
+
+
+@grades("beam_search")
+def test_beam_search(student, reference, cfg, weights, beam_case):
+    _compare_beams(_samplers(student, reference, cfg, weights), *beam_case)
+
+
+@grades("beam_search")
+def test_beam_search_no_repeat_ngram(student, reference, cfg, weights, no_repeat_ngram_case):
+    _compare_beams(_samplers(student, reference, cfg, weights), *no_repeat_ngram_case)
+
+
+def _compare_beams(mine, prompt, kwargs, expected):
     got = mine.beam_search(prompt, **kwargs)
     what = f"beam_search({prompt!r}, {', '.join(f'{k}={v}' for k, v in kwargs.items())})"
     if not isinstance(got, list) or len(got) != len(expected):
