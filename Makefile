@@ -6,15 +6,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test build check clean
+.PHONY: demo test build check clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and exact: pip then reuses it instead of resolving a CUDA build.
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,3 +28,8 @@ test: $(STAMP)
 
 clean:
 	rm -rf build results gradebook.sqlite*
+
+# Re-pin constraints.txt from the current .venv (after changing pyproject.toml and reinstalling).
+lock: $(STAMP)
+	{ head -4 constraints.txt; $(PY) -m pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+[a-z0-9]+$$/torch==\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt

@@ -86,8 +86,9 @@ def container_options(settings: DockerSettings, limits: Limits, device: str, sup
         env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], package_root])
     options = dict(
         image=settings.image,
-        command=[python, "-m", "autograder.grade.worker", "--connect", f"{WIRE_DIR}/wire.sock",
-                 "--device", device, "--copy-support", WARM_SUPPORT],
+        # The grading images' own entrypoint is this worker; naming it here serves any image.
+        entrypoint=[python, "-m", "autograder.grade.worker"],
+        command=["--connect", f"{WIRE_DIR}/wire.sock", "--device", device, "--copy-support", WARM_SUPPORT],
         user=NOBODY,
         network_mode="none",
         read_only=True,

