@@ -24,7 +24,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m autograder build --check
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --junitxml=build/test-results.xml  # per-test times, e.g. for section budgets
 
 clean:
 	rm -rf build results gradebook.sqlite*
