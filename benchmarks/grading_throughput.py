@@ -133,6 +133,7 @@ def run_otter(assignment, bundle, paths: list[Path], work: Path) -> dict:
 def summarise(name: str, run: dict, count: int) -> dict:
     return {
         "tool": name,
+        "load_average_1min_after": round(os.getloadavg()[0], 2),  # other work on the machine skews every number
         "submissions": count,
         "wall_s": round(run["wall_s"], 2),
         "median_per_submission_s": round(statistics.median(run["per_submission_s"]), 3),
