@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -89,9 +90,12 @@ def test_lock_pins_every_package_of_this_environment():
     pins = _lock()
     assert pins.get("torch") == "2.13.0", "torch pinned without a local label (+cpu/+cu126) serves both images"
     drift = []
-    for dist in metadata.distributions():
+    # Only what is installed in the environment itself: libraries put vendored copies on sys.path at run
+    # time (ray's thirdparty_files, setuptools' _vendor), which the lock does not and should not pin.
+    site_packages = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    for dist in metadata.distributions(path=site_packages):
         name = _canonical(dist.metadata["Name"])
-        if name in NOT_LOCKED or "_vendor" in str(getattr(dist, "_path", "")):  # setuptools' own vendored copies
+        if name in NOT_LOCKED:
             continue
         version = dist.version.split("+", 1)[0]
         if pins.get(name) != version:
