@@ -15,7 +15,6 @@ notebook with nbgrader cell metadata, and the support files), ready for
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import nbformat
@@ -108,4 +107,4 @@ def _meta(grade_id: str, *, solution: bool = False, grade: bool = False, locked:
             "solution": solution, "task": False}
     if points is not None:
         meta["points"] = points
-    return json.loads(json.dumps(meta))
+    return meta

@@ -14,6 +14,7 @@ fresh fork per case to throw away.
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import sys
@@ -109,7 +110,7 @@ class NotebookSession:
                 case_values = {"student": StudentNamespace(student.connection)}
                 kwargs = {
                     arg: resolve_fixture(arg, case_values, self.session, self.fixtures)
-                    for arg in _parameters(test.fn)
+                    for arg in inspect.signature(test.fn).parameters
                 }
                 with default_tolerances(self.payload["tolerances"]):
                     test.fn(**kwargs)
@@ -198,8 +199,3 @@ def _module_from_source(source: str, name: str, filename: str) -> types.ModuleTy
     exec(compile(source, filename, "exec"), module.__dict__)
     return module
 
-
-def _parameters(fn: Any) -> list[str]:
-    import inspect
-
-    return list(inspect.signature(fn).parameters)
