@@ -84,6 +84,26 @@ def test_tampered_bundle_is_refused(scratch_course):
         load_bundle(bundle)
 
 
+def test_a_changed_grading_setting_is_a_new_bundle(scratch_course):
+    """A fixed tolerance or limit changes no file, yet grades given under the old bundle must not be kept."""
+    from autograder.grade.bundle import BundleError, load_bundle
+
+    toml = scratch_course.source / "0.1_toy" / "assignment.toml"
+    build_course(scratch_course)
+    before = load_bundle(scratch_course.bundles / "0.1_toy").bundle_hash
+    toml.write_text(toml.read_text().replace("test_timeout_s = 10", "test_timeout_s = 12"))
+    build_course(scratch_course)
+    after = load_bundle(scratch_course.bundles / "0.1_toy")
+    assert after.bundle_hash != before
+    # The settings are covered by the hash: editing them in the manifest is tampering.
+    manifest_path = after.root / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["limits"]["test_timeout_s"] = 999
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="manifest hash does not match its contents"):
+        load_bundle(after.root)
+
+
 @pytest.mark.parametrize("assignment", discover_assignments(REPO / "source"), ids=lambda a: a.id)
 def test_no_solution_line_anywhere_under_release(assignment):
     """Every line of every solution region is absent from the committed release/."""

@@ -35,6 +35,7 @@ from autograder.authoring.notebook import (
 )
 from autograder.build.leaks import find_leaks
 from autograder.build.preprocessors import release_pipeline, run_pipeline
+from autograder.grade.bundle import manifest_hash
 from autograder.grade.submission import source_hash
 
 
@@ -92,8 +93,8 @@ def compile_assignment(assignment: Assignment) -> CompiledAssignment:
         "assets": assignment.assets,
         "seed": assignment.seed,
         "files": hashes,
-        "bundle_hash": hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest(),
     }
+    manifest["bundle_hash"] = manifest_hash(manifest)
     files["manifest.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     return CompiledAssignment(assignment, release, files)
 

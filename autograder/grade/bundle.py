@@ -19,6 +19,17 @@ class BundleError(RuntimeError):
     """The bundle is missing, stale or tampered with."""
 
 
+def manifest_hash(manifest: dict) -> str:
+    """The bundle's identity: every file's hash *and* every grading setting.
+
+    Points, tolerances, limits and the seed live in the manifest, not in a
+    file; a fixed tolerance must still count as a new bundle, or a resumed
+    batch would keep grades given under the old one.
+    """
+    content = {k: v for k, v in manifest.items() if k != "bundle_hash"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Bundle:
     root: Path
@@ -80,9 +91,8 @@ def load_bundle(root: Path) -> Bundle:
     problems = [f"missing {rel}" for rel in sorted(set(expected) - set(actual))]
     problems += [f"unexpected {rel}" for rel in sorted(set(actual) - set(expected))]
     problems += [f"modified {rel}" for rel in sorted(set(expected) & set(actual)) if expected[rel] != actual[rel]]
-    bundle_hash = hashlib.sha256(json.dumps(expected, sort_keys=True).encode()).hexdigest()
-    if bundle_hash != manifest.get("bundle_hash"):
-        problems.append("manifest hash does not match its file list")
+    if manifest_hash(manifest) != manifest.get("bundle_hash"):
+        problems.append("manifest hash does not match its contents")
     if problems:
         raise BundleError(
             f"the grading bundle at {root} does not match its manifest ({'; '.join(problems[:5])}). "
