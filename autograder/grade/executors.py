@@ -42,6 +42,7 @@ class GraderSpec:
     sandbox: str = "bwrap"
     submission_timeout_s: float | None = None
     docker: DockerSettings | None = None
+    cohort_seed: int | None = None  # varies the hidden tests' random inputs per cohort (see runner.run_seed)
     # Filled in for remote workers, which may not share this machine's disk.
     bundle_files: dict[str, bytes] = field(default_factory=dict, repr=False)
 
@@ -54,7 +55,7 @@ class GraderSpec:
             load_bundle(bundle_dir),  # checks every file against the manifest's hashes, on the worker too
             profile=self.profile, device=self.device, limits=self.limits,
             only=list(self.only) if self.only else None, sandbox=self.sandbox,
-            submission_timeout_s=self.submission_timeout_s, docker=self.docker,
+            submission_timeout_s=self.submission_timeout_s, docker=self.docker, cohort_seed=self.cohort_seed,
         )
 
     def portable(self) -> "GraderSpec":

@@ -30,6 +30,7 @@ class ExerciseResult:
     name: str
     max_score: float
     tests: list[TestOutcome] = field(default_factory=list)
+    fingerprint: str = ""  # what graded it (autograder.grade.fingerprint): a test fix regrades only what it changes
 
     @property
     def score(self) -> float:
@@ -96,7 +97,10 @@ class SubmissionResult:
                 "profile": self.profile,
                 "device": self.device,
                 "sandbox": self.sandbox,
-                "exercises": {ex.name: {"score": ex.score, "max_score": ex.max_score} for ex in self.exercises},
+                "exercises": {
+                    ex.name: {"score": ex.score, "max_score": ex.max_score, "fingerprint": ex.fingerprint}
+                    for ex in self.exercises
+                },
                 "error": self.error,
             },
         }

@@ -9,6 +9,7 @@ touches nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 import shutil
@@ -36,6 +37,7 @@ from autograder.grade.student import (
     StudentProcess,
     StudentTimeout,
 )
+from autograder.grade.fingerprint import exercise_fingerprints
 from autograder.grade.docker_backend import DockerProgram, DockerSettings, docker_client
 from autograder.grade.numerics import make_repeatable
 from autograder.grade.pool import WarmWorker, WarmWorkerUnavailable
@@ -45,6 +47,19 @@ from autograder.testing import HiddenTest, collect, resolve_fixture
 
 _PER_CASE_FIXTURES = frozenset({"student"})
 NOT_ATTEMPTED = "Not attempted yet"
+
+
+def run_seed(assignment_seed: int, cohort_seed: int | None) -> int:
+    """The seed hidden tests draw their random inputs from.
+
+    Without a cohort it is the assignment's own seed. A cohort's seed mixes in,
+    so each cohort gets other inputs and outputs copied from an earlier cohort
+    match nothing.
+    """
+    if cohort_seed is None:
+        return assignment_seed
+    digest = hashlib.sha256(f"{assignment_seed}:{cohort_seed}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 2**31
 
 
 class Grader:
@@ -58,6 +73,7 @@ class Grader:
         sandbox: str = "bwrap",
         submission_timeout_s: float | None = None,
         warm: bool = True,
+        cohort_seed: int | None = None,
         docker: "DockerSettings | None" = None,
     ):
         self.bundle = bundle
@@ -90,13 +106,18 @@ class Grader:
         untested = declared - {t.exercise for t in self.tests}
         if untested:
             raise ValueError(f"exercises without hidden tests: {sorted(untested)}")
+        self.seed = run_seed(int(bundle.manifest.get("seed", 0)), cohort_seed)
         self._session: dict[str, Any] = {
             "reference": self.reference,
             "profile": profile,
             "device": torch.device(device),
-            "seed": int(bundle.manifest.get("seed", 0)),
+            "seed": self.seed,
             "bundle_dir": bundle.root,
         }
+        self.fingerprints = exercise_fingerprints(
+            bundle.manifest, {rel: (bundle.root / rel).read_text() for rel in test_files}, self.tests, self.fixtures,
+            {"profile": profile, "device": str(torch.device(device)), "seed": self.seed},
+        )
         self._release_nb = bundle.release_notebook()
         # Warm worker: the leading setup cells (imports, model loads) run once per
         # batch; each submission is spawned from there in fresh namespaces.
@@ -218,7 +239,7 @@ class Grader:
     def _grade_exercise(self, ex: dict, running: "_RunningProgram", program, deadline: float) -> ExerciseResult:
         tests = [t for t in self.tests if t.exercise == ex["name"]]
         total_weight = sum(t.weight for t in tests)
-        result = ExerciseResult(ex["name"], float(ex["points"]))
+        result = ExerciseResult(ex["name"], float(ex["points"]), fingerprint=self.fingerprints[ex["name"]])
         for test in tests:
             max_score = float(ex["points"]) * test.weight / total_weight
             outcome = TestOutcome(ex["name"], test.name, 0.0, max_score, passed=False)
