@@ -44,7 +44,7 @@ NOBODY = "65534:65534"
 class DockerSettings:
     image: str = "autograder-grader:latest"
     mount_host_python: bool = False
-    python: str = "python3"  # the interpreter inside the image
+    python: str = "/opt/venv/bin/python"  # the interpreter inside the image (grading_images/*: its ENTRYPOINT)
 
 
 def docker_client():

@@ -4,28 +4,31 @@ Used by the student notebook and by the grader's tests. Two profiles:
 
 * ``lite`` (default): a tiny 2-layer GPT-2-shaped model trained by
   ``assets/train_lite.py`` and stored in ``assets/lite/``. Needs no network.
-* ``full``: the real GPT-2 small (HF hub id ``"gpt2"``); must already be in
-  the local Hugging Face cache when there is no network.
+* ``full``: the real GPT-2 small (HF hub id ``"gpt2"``), in Hugging Face
+  format in the asset cache: ``autograder assets fetch --profile full
+  --assignment 1.1`` puts it there. Loading never downloads; a missing model
+  raises an error naming that command.
 
 Select with the ``AUTOGRADER_PROFILE`` environment variable.
 
 Import cost matters in the student sandbox, so this module only imports
-torch and tokenizers at top level; transformers / transformer_lens /
-huggingface_hub are imported inside the functions that need them.
+torch and tokenizers at top level; transformers / transformer_lens are
+imported inside the functions that need them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import tokenizers
 import torch
 from torch import Tensor
+
+from autograder.assets import require_asset
+from autograder.assets.loading import hooked_from_hf_folder, read_config, verify_sha256sums
 
 if TYPE_CHECKING:  # only for type hints; not imported at runtime
     from transformer_lens import HookedTransformer
@@ -90,18 +93,9 @@ class Tokenizer:
         return f"Tokenizer(vocab_size={self.vocab_size}, bos=eos={self.bos_token_id})"
 
 
-def _tokenizer_json(profile: str) -> Path:
-    _check_profile(profile)
-    if profile == "lite":
-        return LITE_DIR / "tokenizer.json"
-    from huggingface_hub import hf_hub_download  # lazy: only the full profile needs it
-
-    return Path(hf_hub_download("gpt2", "tokenizer.json"))
-
-
 def load_tokenizer(profile: str = PROFILE) -> Tokenizer:
-    """lite: ``assets/lite/tokenizer.json``; full: GPT-2's tokenizer.json from the HF cache."""
-    return Tokenizer.from_file(_tokenizer_json(profile))
+    """The tokenizer.json of the profile's model folder (lite: ``assets/lite/``; full: GPT-2's, in the asset cache)."""
+    return Tokenizer.from_file(model_folder(profile) / "tokenizer.json")
 
 
 # --------------------------------------------------------------------------
@@ -109,68 +103,48 @@ def load_tokenizer(profile: str = PROFILE) -> Tokenizer:
 # --------------------------------------------------------------------------
 
 def model_source(profile: str = PROFILE) -> str:
-    """What ``GPT2LMHeadModel.from_pretrained`` is given: a local dir or a hub id."""
+    """Where the profile's model comes from: the lite folder, or the hub id the full profile fetches."""
     _check_profile(profile)
     return str(LITE_DIR) if profile == "lite" else "gpt2"
+
+
+def model_folder(profile: str = PROFILE) -> Path:
+    """The profile's model as a local Hugging Face folder (full: in the asset cache; never downloaded here)."""
+    _check_profile(profile)
+    return LITE_DIR if profile == "lite" else require_asset("1.1", "gpt2", "full")
 
 
 def load_hooked_gpt2(profile: str = PROFILE, device: str = "cpu") -> "HookedTransformer":
     """Load the profile's GPT-2 into a TransformerLens ``HookedTransformer``.
 
-    The same code path serves both profiles. ``HookedTransformer.from_pretrained``
-    refuses local directories in TransformerLens 3.x, so we do by hand what it
-    does for GPT-2: load the HF model, convert its config and weights, and
-    load them *without* any weight processing (no LayerNorm folding, no
-    centering), so parameters are exactly the HF ones in TL layout, which is
-    what the course's ``DemoTransformer`` expects.
+    The same code path serves both profiles: both are Hugging Face folders,
+    loaded by ``autograder.assets.loading.hooked_from_hf_folder`` (TL's own
+    config and weight conversion, since ``HookedTransformer.from_pretrained``
+    refuses local folders in TransformerLens 3.x) *without* any weight
+    processing (no LayerNorm folding, no centering), so parameters are exactly
+    the HF ones in TL layout, which is what the course's ``DemoTransformer``
+    expects.
     """
-    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-    from transformer_lens.loading_from_pretrained import convert_hf_model_config
-    from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
+    from transformers import PreTrainedTokenizerFast
 
-    source = model_source(profile)
-    hf_model = GPT2LMHeadModel.from_pretrained(source)
-    hf_cfg = hf_model.config
-
-    # convert_hf_model_config accepts a hub id or a local dir with config.json.
-    cfg_dict = convert_hf_model_config(source)
-    # It hard-codes d_mlp = 4 * n_embd for GPT-2; honour n_inner if set.
-    cfg_dict["d_mlp"] = hf_cfg.n_inner or 4 * hf_cfg.n_embd
-    # It sets tokenizer_name to `source`, which would make HookedTransformer
-    # call AutoTokenizer itself; we pass our tokenizer explicitly instead.
-    cfg_dict["tokenizer_name"] = None
-    cfg_dict.update(
-        initializer_range=hf_cfg.initializer_range,  # 0.02, as GPT-2 was trained
-        default_prepend_bos=True,  # GPT-2 convention: prompts start with <|endoftext|>
-        device=device,
-    )
-    cfg = HookedTransformerConfig(**cfg_dict)
-
+    folder = model_folder(profile)
+    hf_cfg = read_config(folder)
     # A transformers tokenizer over the same tokenizer.json, so that
     # model.to_tokens / to_string / generate work. add_bos_token=True is what
     # TL itself asks for (see utils.get_tokenizer_with_bos): the tokenizer then
     # prepends <|endoftext|> and TL does not add a second one.
     hf_tok = PreTrainedTokenizerFast.from_pretrained(
-        source, bos_token=EOT, eos_token=EOT, unk_token=EOT, add_bos_token=True
+        str(folder), bos_token=EOT, eos_token=EOT, unk_token=EOT, add_bos_token=True
     )
-
-    with warnings.catch_warnings():
-        # TL 3.x warns that HookedTransformer is deprecated in favour of
-        # TransformerBridge; the course deliberately uses HookedTransformer.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model = HookedTransformer(cfg, tokenizer=hf_tok)
-    state = convert_gpt2_weights(hf_model, cfg)  # has no unembed.b_U: TL fills zeros
-    model.load_and_process_state_dict(
-        state,
-        fold_ln=False,
-        center_writing_weights=False,
-        center_unembed=False,
-        fold_value_biases=False,
-        refactor_factored_attn_matrices=False,
+    return hooked_from_hf_folder(
+        folder, device=device, tokenizer=hf_tok,
+        # TL hard-codes d_mlp = 4 * n_embd for GPT-2; honour n_inner if set.
+        d_mlp=hf_cfg.get("n_inner") or 4 * hf_cfg["n_embd"],
+        # TL sets tokenizer_name to the folder and would load a tokenizer itself; ours is passed explicitly.
+        tokenizer_name=None,
+        initializer_range=hf_cfg["initializer_range"],  # 0.02, as GPT-2 was trained
+        default_prepend_bos=True,  # GPT-2 convention: prompts start with <|endoftext|>
     )
-    model.to(device)
-    return model.eval()
 
 
 # --------------------------------------------------------------------------
@@ -231,32 +205,9 @@ def config_kwargs(model) -> dict:
 # Checkpoint integrity
 # --------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_lite_checkpoint() -> None:
     """Check every file listed in ``assets/lite/SHA256SUMS`` against its hash.
 
     Raises ``RuntimeError`` naming the offending file and how to regenerate.
     """
-    sums = LITE_DIR / "SHA256SUMS"
-    hint = f"Regenerate the lite checkpoint with:  {REGENERATE_CMD}"
-    if not sums.is_file():
-        raise RuntimeError(f"{sums} not found. {hint}")
-    entries = [line.split(None, 1) for line in sums.read_text().splitlines() if line.strip()]
-    if not entries:
-        raise RuntimeError(f"{sums} is empty. {hint}")
-    for digest, name in entries:
-        path = LITE_DIR / name.strip().lstrip("*")
-        if not path.is_file():
-            raise RuntimeError(f"lite checkpoint file missing: {path}. {hint}")
-        actual = _sha256(path)
-        if actual != digest:
-            raise RuntimeError(
-                f"checksum mismatch for {path}: expected {digest}, got {actual}. {hint}"
-            )
+    verify_sha256sums(LITE_DIR, f"regenerate the lite checkpoint with:  {REGENERATE_CMD}")

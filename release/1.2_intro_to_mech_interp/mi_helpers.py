@@ -7,27 +7,32 @@ Two profiles, selected with the ``AUTOGRADER_PROFILE`` environment variable:
   and shipped in ``assets/lite/`` (config.json + model.safetensors +
   tokenizer.json). Needs no network and runs on a laptop CPU.
 * ``full``: TransformerLens's ``attn-only-2l`` (for everything about induction)
-  and ``gpt2-small`` (for the first part); their weights must be reachable
-  (Hugging Face hub or local cache).
+  and ``gpt2-small`` (for the first part), read from the asset cache, where
+  ``autograder assets fetch --profile full --assignment 1.2`` puts them.
+  Loading never downloads; a missing model raises an error naming that command.
 
 Both profiles load through the same code path (:func:`load_model`): a
 ``HookedTransformerConfig`` plus a state dict in TransformerLens format, then
 ``HookedTransformer(cfg)`` and ``load_and_process_state_dict`` with the same
 weight processing ``HookedTransformer.from_pretrained`` would choose for that
-config. (``from_pretrained`` itself refuses local directories, so the lite
-checkpoint cannot go through it.)
+config. (``from_pretrained`` itself refuses local directories, so the
+checkpoints go through ``autograder.assets.loading`` instead.)
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+
+from autograder.assets import require_asset
+from autograder.assets.loading import (
+    hf_folder_config, hf_folder_state_dict, hooked_from_state, load_safetensors, tl_hub_folder_config_and_state,
+    verify_sha256sums,
+)
 
 if TYPE_CHECKING:  # type hints only
     from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -62,9 +67,7 @@ def lite_config(device: str = "cpu") -> "HookedTransformerConfig":
 
 def lite_state_dict() -> dict[str, torch.Tensor]:
     """The lite model's raw (unprocessed) weights, in TransformerLens naming."""
-    from safetensors.torch import load_file
-
-    return load_file(str(LITE_DIR / "model.safetensors"))
+    return load_safetensors(LITE_DIR / "model.safetensors")
 
 
 def lite_tokenizer():
@@ -86,13 +89,19 @@ def _config_and_weights(profile: str, name: str, device: str):
         return lite_config(device), lite_state_dict(), lite_tokenizer()
     if name not in FULL_MODELS:
         raise ValueError(f"unknown model {name!r}; the full profile has {sorted(FULL_MODELS)}")
-    from transformer_lens.loading_from_pretrained import get_pretrained_model_config, get_pretrained_state_dict
+    folder = require_asset("1.2", FULL_MODELS[name], "full")  # the asset cache only; never the hub
+    if name == "gpt2-small":
+        # As in from_pretrained: ask for folded LayerNorm (LN -> LNPre in the config).
+        cfg = hf_folder_config(folder, device=device, fold_ln=True)
+        return cfg, hf_folder_state_dict(folder, cfg), None  # TL loads the tokenizer from the folder itself
+    from transformers import AutoTokenizer
 
-    official = FULL_MODELS[name]
-    # As in from_pretrained: ask for folded LayerNorm (LN -> LNPre in the config);
-    # TransformerLens itself turns that off for shortformer models.
-    cfg = get_pretrained_model_config(official, device=device, fold_ln=True)
-    return cfg, get_pretrained_state_dict(official, cfg), None
+    # attn-only-2l is a shortformer: LayerNorm stays (processing_flags). Its tokenizer is its own asset.
+    cfg, state = tl_hub_folder_config_and_state(folder, device=device, tokenizer_name=None)
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(require_asset("1.2", "attn-only-2l-tokenizer", "full")), add_bos_token=True, local_files_only=True
+    )
+    return cfg, state, tokenizer
 
 
 def processing_flags(cfg: "HookedTransformerConfig") -> dict:
@@ -118,17 +127,8 @@ def load_model(profile: str = PROFILE, device: str = "cpu", name: str = "attn-on
     ``name`` picks the full profile's model (``"attn-only-2l"`` or
     ``"gpt2-small"``); the lite profile has one model and ignores it.
     """
-    from transformer_lens import HookedTransformer
-
     cfg, state_dict, tokenizer = _config_and_weights(profile, name, str(device))
-    with warnings.catch_warnings():
-        # TL 3.x warns that HookedTransformer is deprecated in favour of
-        # TransformerBridge; the course deliberately uses HookedTransformer.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    model.load_and_process_state_dict(state_dict, **processing_flags(cfg))
-    model.to(device)
-    model.eval()
+    model = hooked_from_state(cfg, state_dict, tokenizer=tokenizer, processing=processing_flags(cfg), device=device)
     for p in model.parameters():
         p.requires_grad_(False)
     return model
@@ -171,26 +171,6 @@ def story_prompt() -> str:
 # --------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_lite_checkpoint() -> None:
     """Check every file listed in ``assets/lite/SHA256SUMS``; raise naming the bad file."""
-    sums = LITE_DIR / "SHA256SUMS"
-    hint = f"Regenerate the lite checkpoint with:  {REGENERATE_CMD}"
-    if not sums.is_file():
-        raise RuntimeError(f"{sums} not found. {hint}")
-    entries = [line.split(None, 1) for line in sums.read_text().splitlines() if line.strip()]
-    if not entries:
-        raise RuntimeError(f"{sums} is empty. {hint}")
-    for digest, name in entries:
-        path = LITE_DIR / name.strip().lstrip("*")
-        if not path.is_file():
-            raise RuntimeError(f"lite checkpoint file missing: {path}. {hint}")
-        if _sha256(path) != digest:
-            raise RuntimeError(f"checksum mismatch for {path}. {hint}")
+    verify_sha256sums(LITE_DIR, f"regenerate the lite checkpoint with:  {REGENERATE_CMD}")

@@ -21,7 +21,6 @@ profile with the ``AUTOGRADER_PROFILE`` environment variable.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -33,6 +32,11 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+from autograder.assets.cache import profile_folder
+from autograder.assets.loading import (  # noqa: F401 - read_config, sha256_file: part of this module's API
+    load_safetensors, new_hooked, read_config, sha256_file, tl_config, verify_sha256sums,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformer_lens import HookedTransformer
@@ -205,27 +209,13 @@ class BracketsDataset:
 # ----------------------------------------------------------------------------- the model
 
 def model_dir(profile: str = PROFILE) -> Path:
-    if profile == "lite":
-        return LITE_DIR
-    if profile == "full":
-        return Path(os.environ.get(FULL_ENV, HERE / "assets" / "full"))
-    raise ValueError(f"unknown profile {profile!r}; expected 'lite' or 'full'")
-
-
-def read_config(folder: str | os.PathLike) -> dict:
-    return json.loads((Path(folder) / "config.json").read_text())
+    """lite: the shipped folder. full: ``$BRACKETS_FULL_DIR``, else ``assets/full/``, else the asset cache."""
+    return profile_folder(profile, assignment="1.5.1", lite=LITE_DIR, full_env=FULL_ENV, full_local=HERE / "assets" / "full")
 
 
 def build_model(config: dict, device: str = "cpu") -> "HookedTransformer":
     """A fresh ``HookedTransformer`` with the architecture described by ``config`` (a config.json dict)."""
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    cfg = HookedTransformerConfig(**{k: config[k] for k in MODEL_KEYS if k in config}, use_hook_tokens=True,
-                                  device=device)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TL 3.x: "HookedTransformer is deprecated" and similar
-        model = HookedTransformer(cfg)
-    return model
+    return new_hooked(tl_config(config, MODEL_KEYS, device, use_hook_tokens=True))
 
 
 def add_padding_mask(model: "HookedTransformer") -> "HookedTransformer":
@@ -254,10 +244,7 @@ def add_padding_mask(model: "HookedTransformer") -> "HookedTransformer":
     return model
 
 
-def load_state(path: str | os.PathLike, device: str = "cpu") -> dict[str, Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(path), device=device)
+load_state = load_safetensors  # (path, device) -> state dict
 
 
 def load_model(profile: str = PROFILE, device: str = "cpu", folder: str | os.PathLike | None = None) -> "HookedTransformer":
@@ -292,23 +279,6 @@ def training_info(profile: str = PROFILE, folder: str | os.PathLike | None = Non
 
 # ----------------------------------------------------------------------------- integrity
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_checkpoint(folder: Path = LITE_DIR) -> None:
     """Check every file listed in ``SHA256SUMS``; raise ``RuntimeError`` naming a bad file."""
-    sums = folder / "SHA256SUMS"
-    if not sums.is_file():
-        raise RuntimeError(f"{sums} not found; regenerate with: {REGENERATE_CMD}")
-    for line in sums.read_text().splitlines():
-        if not line.strip():
-            continue
-        digest, name = line.split(None, 1)
-        path = folder / name.strip()
-        if not path.is_file() or sha256_file(path) != digest:
-            raise RuntimeError(f"{path} is missing or does not match SHA256SUMS; regenerate with: {REGENERATE_CMD}")
+    verify_sha256sums(folder, REGENERATE_CMD)
