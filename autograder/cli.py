@@ -3,6 +3,8 @@
     autograder build [ASSIGNMENT...] [--check]
     autograder grade ASSIGNMENT SUBMISSION... --out DIR [--profile lite|full] [--jobs N] [--executor local|ray]
     autograder export nbgrader|otter ASSIGNMENT DIR
+    autograder export grades --cohort NAME [ASSIGNMENT] --format canvas|csv|gradescope --out PATH
+    autograder report --cohort NAME [ASSIGNMENT] --out FILE.html
 """
 
 from __future__ import annotations
@@ -24,14 +26,19 @@ from autograder.build.samples import sample_submissions
 from autograder.grade.bundle import BundleError, load_bundle
 from autograder.grade.docker_backend import DockerSettings
 from autograder.grade.executors import GraderSpec, make_executor
+from autograder.grade.gpu_slots import GpuPlanError, gpu_memory_mb, parse_gpus, plan_gpu_slots
 from autograder.grade.runner import with_overrides
 from autograder.grade.sandbox import SandboxUnavailable
 from autograder.grade.submission import find_submissions, submission_name
 from autograder.grade.results import remove_stale_temporaries, write_json_atomic, write_text_atomic
-from autograder.feedback import feedback_html
+from autograder.reports.feedback import feedback_html
+from autograder.cohort.collect import counted_submissions, missing_students
+from autograder.cohort.commands import load_course_cohort
+from autograder.cohort.config import CohortError
+from autograder.cohort.grading import add_override_parser, cmd_regrade, per_student
 from autograder.gradebook import graded_versions, open_gradebook, record
 from autograder.layout import CourseLayout
-from autograder.report import print_summary
+from autograder.reports.summary import print_summary
 
 console = Console(stderr=True)
 
@@ -54,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p_grade = sub.add_parser("grade", help="grade submissions against hidden tests")
     p_grade.add_argument("assignment", help="assignment id, or a unique prefix such as 1.1")
-    p_grade.add_argument("submissions", nargs="+", type=Path, help=".ipynb / .py files or directories of them")
-    p_grade.add_argument("--out", type=Path, required=True, help="results directory (one folder per submission)")
+    p_grade.add_argument("submissions", nargs="*", type=Path,
+                         help=".ipynb / .py files or directories of them (none with --cohort)")
+    p_grade.add_argument("--cohort", help="grade the submission that counts of each student of this cohort "
+                                          "(collected with `autograder collect`), with the cohort's seed and late policy")
+    p_grade.add_argument("--out", type=Path,
+                         help="results directory, one folder per submission (with --cohort: results/COHORT/ASSIGNMENT)")
     p_grade.add_argument("--profile", choices=["lite", "full"], default="lite")
     p_grade.add_argument("--device", default="cpu")
     p_grade.add_argument("--db", help="gradebook path or SQLAlchemy URL (default: gradebook.sqlite in the course root)")
@@ -85,20 +96,58 @@ def main(argv: list[str] | None = None) -> int:
                          help="local worker processes, or Ray tasks (pip install 'autograder[cluster]')")
     p_grade.add_argument("--address", help="Ray cluster address (ray://head:10001 or auto); default: a local Ray")
     p_grade.add_argument("--gpu-memory-mb", type=float, default=16384,
-                         help="memory of one GPU, to size Ray's fractional num_gpus per grading task")
+                         help="memory of one GPU where nvidia-smi cannot tell (sizes GPU slots and Ray's num_gpus)")
+    p_grade.add_argument("--gpus", help="grade on these GPUs, e.g. 0,1 (implies --device cuda); see --workers-per-gpu")
+    p_grade.add_argument("--workers-per-gpu", type=int,
+                         help="grading workers sharing each GPU, each capped at its share of the GPU's memory "
+                              "(default: as many as memory_estimate_mb in assignment.toml lets fit)")
     p_grade.set_defaults(func=cmd_grade)
 
-    p_export = sub.add_parser("export", help="write an assignment for another grader (nbgrader, otter-grader)")
-    p_export.add_argument("tool", choices=["nbgrader", "otter"])
-    p_export.add_argument("assignment", help="assignment id, or a unique prefix such as 1.1")
-    p_export.add_argument("out", type=Path, help="directory to write (an nbgrader course, or otter assign's input)")
+    p_regrade = sub.add_parser(
+        "regrade", help="after fixing a hidden test or tolerance: regrade only what it changed, show the diff, then record",
+    )
+    p_regrade.add_argument("assignment", help="assignment id, or a unique prefix such as 1.1")
+    p_regrade.add_argument("--cohort", required=True, help="the cohort whose recorded grades to bring up to date")
+    p_regrade.add_argument("--only", action="append",
+                           help="regrade this exercise for everyone, changed or not (repeatable)")
+    p_regrade.add_argument("--db", help="gradebook path or SQLAlchemy URL (default: gradebook.sqlite in the course root)")
+    p_regrade.add_argument("--out", type=Path, help="results directory (default: results/COHORT/ASSIGNMENT)")
+    p_regrade.add_argument("--profile", choices=["lite", "full"], default="lite")
+    p_regrade.add_argument("--device", default="cpu")
+    p_regrade.add_argument("--jobs", "-j", type=int, default=1)
+    p_regrade.add_argument("--yes", action="store_true", help="record the changes without asking")
+    p_regrade.add_argument("--dry-run", action="store_true", help="show what would change; record nothing")
+    p_regrade.set_defaults(func=cmd_regrade)
+    add_override_parser(sub)  # autograder override ASSIGNMENT STUDENT SCORE --cohort NAME --reason ...
+
+    p_export = sub.add_parser("export", help="write an assignment for another grader (nbgrader, otter-grader), "
+                                             "or a cohort's grades (Canvas CSV, CSV, Gradescope)")
+    p_export.add_argument("tool", choices=["nbgrader", "otter", "grades"])
+    p_export.add_argument("assignment", nargs="?",
+                          help="assignment id, or a unique prefix such as 1.1 (grades: optional, default all)")
+    p_export.add_argument("out", type=Path, nargs="?",
+                          help="directory to write (an nbgrader course, or otter assign's input); grades: use --out")
+    from autograder.reports.commands import add_export_grades_options, add_report_parser
+
+    add_export_grades_options(p_export)  # autograder export grades --cohort NAME --format canvas|csv|gradescope
     p_export.set_defaults(func=cmd_export)
+    add_report_parser(sub)  # autograder report --cohort NAME [ASSIGNMENT] --out FILE.html
+
+    from autograder.cohort.commands import add_collect_parser, add_release_parser
+
+    add_release_parser(sub)  # autograder release --cohort NAME [ASSIGNMENT...]
+    add_collect_parser(sub)  # autograder collect --cohort NAME ASSIGNMENT PATH
+
+    from autograder.assets.commands import register as add_assets_parser
+
+    add_assets_parser(sub)  # autograder assets fetch|lock|verify
 
     args = parser.parse_args(argv)
     try:
         layout = CourseLayout(args.root.resolve()) if args.root else CourseLayout.find()
         return args.func(args, layout)
-    except (AssignmentError, NotebookError, LeakError, BundleError, SandboxUnavailable, FileNotFoundError) as exc:
+    except (AssignmentError, NotebookError, LeakError, BundleError, SandboxUnavailable, FileNotFoundError,
+            CohortError, GpuPlanError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
 
@@ -131,6 +180,14 @@ def cmd_export(args: argparse.Namespace, layout: CourseLayout) -> int:
     from autograder.export.nbgrader import export_nbgrader
     from autograder.export.otter import export_otter
 
+    if args.tool == "grades":
+        from autograder.reports.commands import cmd_export_grades
+
+        return cmd_export_grades(args, layout)
+    if args.assignment is None or args.out is None:
+        console.print(f"[red]error:[/red] export {args.tool} needs ASSIGNMENT and DIR, "
+                      f"e.g. autograder export {args.tool} 1.1 out/")
+        return 2
     assignment = find_assignment(layout.source, args.assignment)
     ensure_bundle(layout, assignment)
     bundle = load_bundle(layout.bundles / assignment.id)
@@ -154,7 +211,21 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
     assignment = find_assignment(layout.source, args.assignment)
     ensure_bundle(layout, assignment)
     bundle = load_bundle(layout.bundles / assignment.id)
-    paths = find_submissions(args.submissions)
+    engine = open_gradebook(args.db or layout.default_gradebook)
+    cohort, counted = None, {}
+    if args.cohort:
+        if args.submissions:
+            console.print("[red]error:[/red] with --cohort, the submissions are the collected ones: give no paths")
+            return 2
+        cohort = load_course_cohort(layout, args.cohort)
+        counted = cohort_submissions(engine, cohort, assignment.id)
+        paths = [cs[0].path for cs in counted.values()]
+        args.out = args.out or layout.root / "results" / cohort.name / assignment.id
+    else:
+        if args.out is None:
+            console.print("[red]error:[/red] give --out DIR for the results (or --cohort NAME)")
+            return 2
+        paths = find_submissions(args.submissions)
     if not paths:
         console.print("[yellow]no submissions found[/yellow]")
         return 1
@@ -163,22 +234,28 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
         bundle.limits, test_timeout_s=args.test_timeout, memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds,
         max_processes=args.max_processes, file_size_mb=args.file_size_mb, open_files=args.open_files,
     )
+    gpu_slots = None
+    if args.gpus:
+        gpu_slots = gpu_plan(args, float(bundle.manifest.get("memory_estimate_mb", 2000)))
+        args.device = "cuda" if args.device == "cpu" else args.device
+        args.jobs = len(gpu_slots)
     spec = GraderSpec(
         layout.bundles / assignment.id, profile=args.profile, device=args.device, limits=limits,
         only=tuple(args.only) if args.only else None, sandbox="none" if args.no_sandbox else args.backend,
         submission_timeout_s=args.submission_timeout,
         docker=DockerSettings(image=args.docker_image, mount_host_python=args.docker_mount_host_python),
+        cohort_seed=cohort.seed if cohort else None,
     )
-    engine = open_gradebook(args.db or layout.default_gradebook)
     remove_stale_temporaries(args.out)  # a killed run may have died mid-write; its work is redone below
     # Resume: a grade is kept while the submission's bytes and the bundle are
     # unchanged (and its results.json is still there).
-    recorded = {} if (args.regrade or args.only) else graded_versions(engine, bundle.assignment)
+    cohort_name = cohort.name if cohort else ""
+    recorded = {} if (args.regrade or args.only) else graded_versions(engine, bundle.assignment, cohort=cohort_name)
     todo, skipped = [], 0
     for path in paths:
-        name = submission_name(path)
+        names = [c.student for c in counted[submission_name(path)]] if cohort else [submission_name(path)]
         current = (hashlib.sha256(path.read_bytes()).hexdigest(), bundle.bundle_hash)
-        if recorded.get(name) == current and (args.out / name / "results.json").exists():
+        if all(recorded.get(n) == current and (args.out / n / "results.json").exists() for n in names):
             skipped += 1
         else:
             todo.append(path)
@@ -190,7 +267,7 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
         return 0
     where = f"{args.jobs} worker(s)" + (" on Ray" if args.executor == "ray" else "")
     with console.status(f"loading {assignment.id} (reference solution, hidden tests) in {where}…"):
-        executor = make_executor(spec, args.executor, args.jobs, args.address, args.gpu_memory_mb)
+        executor = make_executor(spec, args.executor, args.jobs, args.address, args.gpu_memory_mb, gpu_slots)
     progress = Progress(
         TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console,
@@ -200,10 +277,12 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
             task = progress.add_task("grade", total=len(todo), name="")
             for result in executor.grade(todo):
                 # Written and recorded one by one, so an interruption loses at most the submissions in flight.
-                write_json_atomic(args.out / result.submission / "results.json", result.to_gradescope())
-                write_text_atomic(args.out / result.submission / "feedback.html", feedback_html(result))
-                record(engine, result)
-                results.append(result)
+                for one, where in per_student(result, counted.get(result.submission) if cohort else None):
+                    write_json_atomic(args.out / one.submission / "results.json", one.to_gradescope())
+                    page = feedback_html(one, public_output=one.public_output, **bundle.feedback_options())
+                    write_text_atomic(args.out / one.submission / "feedback.html", page)
+                    record(engine, one, cohort=cohort_name, **where)
+                    results.append(one)
                 progress.update(task, advance=1, name=result.submission)
     except KeyboardInterrupt:
         console.print(
@@ -217,6 +296,31 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
     print_summary(results, Console())
     console.print(f"results written to {args.out}")
     return 0
+
+
+def cohort_submissions(engine, cohort, assignment_id: str) -> dict[str, list]:
+    """The file that counts for each student (by file name: two students may hand in identical bytes)."""
+    cohort.assignment(assignment_id)  # refuses an assignment the cohort does not have, naming its file
+    counted: dict[str, list] = {}
+    for c in counted_submissions(engine, cohort, assignment_id):
+        counted.setdefault(submission_name(c.path), []).append(c)
+    missing = missing_students(engine, cohort, assignment_id)
+    if missing:
+        console.print(f"[yellow]{len(missing)} student(s) of {cohort.name} have no submission:[/yellow] "
+                      + ", ".join(s.id for s in missing))
+    return counted
+
+
+def gpu_plan(args: argparse.Namespace, memory_estimate_mb: float) -> list:
+    """``--gpus``/``--workers-per-gpu`` as one slot per worker, refused before anything starts if it cannot fit."""
+    if args.executor == "ray":
+        raise GpuPlanError("--gpus packs local workers; on Ray, GPUs are Ray's to schedule (drop --gpus)")
+    gpus = parse_gpus(args.gpus)
+    slots = plan_gpu_slots(gpus, memory_estimate_mb, gpu_memory_mb(gpus[0], args.gpu_memory_mb), args.workers_per_gpu)
+    console.print(f"{len(slots)} grading worker(s): {len(slots) // len(gpus)} per GPU on GPU(s) "
+                  f"{', '.join(map(str, gpus))}, each process capped at {slots[0].process_memory_fraction:.0%} "
+                  "of its GPU's memory")
+    return slots
 
 
 if __name__ == "__main__":

@@ -121,3 +121,176 @@ def test_results_carry_the_fingerprints(toy_layout, toy_assignment, tmp_path):
         assert {e.name: e.fingerprint for e in result.exercises} == grader.fingerprints
     exported = result.to_gradescope()["extra_data"]["exercises"]
     assert exported["softmax"]["fingerprint"] == grader.fingerprints["softmax"]
+
+
+def test_bundle_fingerprints_match_what_the_grader_stamps(toy_layout, toy_assignment):
+    from autograder.grade.runner import bundle_fingerprints
+
+    bundle = load_bundle(toy_layout.bundles / toy_assignment.id)
+    assert bundle_fingerprints(bundle, "lite", "cpu", 5) == fingerprints(toy_layout, cohort_seed=5)
+    assert bundle_fingerprints(bundle, "lite", "cpu") == fingerprints(toy_layout)
+
+
+# --------------------------------------------------------------------------- grade --cohort, then regrade
+
+NAIVE_SOFTMAX = "def softmax(x):\n    return x.exp() / x.exp().sum(dim=-1, keepdim=True)\n"
+
+
+@pytest.fixture
+def toy_cohort(tmp_path):
+    """The toy course with a cohort of three: a correct solution, a naive softmax (late), and a blank."""
+    import os
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from autograder.build.samples import blank_submission
+    from autograder.cohort.collect import collect
+    from autograder.cohort.commands import load_course_cohort
+    from autograder.gradebook import open_gradebook
+
+    shutil.copytree(TOY_COURSE / "source", tmp_path / "source")
+    layout = CourseLayout(tmp_path)
+    build_course(layout)
+    cohorts = tmp_path / "instructors" / "cohorts"
+    cohorts.mkdir(parents=True)
+    (cohorts / "roster.csv").write_text(
+        "id,name,email\nu1,Ada Byron,ada@example.org\nu2,Alan Turing,alan@example.org\nu3,Grace Hopper,grace@example.org\n"
+    )
+    (cohorts / "spring.toml").write_text(
+        '[cohort]\ntimezone = "UTC"\nseed = 99\nroster = "roster.csv"\n'
+        "[late_policy]\ngrace_minutes = 0\npenalty_per_day = 0.25\nmax_penalty = 0.5\n"
+        '[[assignments]]\nid = "0.1"\nopens = "2026-01-01 09:00"\ndue = "2026-01-10 12:00"\n'
+    )
+    assignment = find_toy(layout)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    naive = with_cell_source(reference_submission(assignment), "softmax", NAIVE_SOFTMAX)
+    handed_in = {
+        "u1": (reference_submission(assignment), "2026-01-09 10:00"),
+        "u2": (naive, "2026-01-11 09:00"),  # 21 hours late: one started day, -25%
+        "u3": (blank_submission(assignment), "2026-01-10 11:00"),
+    }
+    for student, (nb, when) in handed_in.items():
+        path = write_notebook(inbox / f"toy_{student}.ipynb", nb)
+        stamp = datetime.fromisoformat(when).replace(tzinfo=ZoneInfo("UTC")).timestamp()
+        os.utime(path, (stamp, stamp))
+    cohort = load_course_cohort(layout, "spring")
+    engine = open_gradebook(tmp_path / "book.sqlite")
+    report = collect(engine, tmp_path, cohort, "0.1_toy", inbox)
+    assert not report.unmapped and len(report.stored) == 3
+    return layout
+
+
+def find_toy(layout):
+    from autograder.authoring.assignment import find_assignment
+
+    return find_assignment(layout.source, "0.1")
+
+
+def cli_in(layout, *args):
+    from autograder.cli import main
+
+    return main(["--root", str(layout.root), *args, "--db", str(layout.root / "book.sqlite")])
+
+
+def book(layout):
+    from autograder.gradebook import final_grades, grades_for, open_gradebook
+
+    engine = open_gradebook(layout.root / "book.sqlite")
+    rows = {r.student: r for r in grades_for(engine, "0.1_toy", cohort="spring")}
+    return rows, {g.student: g for g in final_grades(engine, "spring", "0.1_toy")}
+
+
+def test_grade_a_cohort_then_regrade_only_what_a_test_fix_changed(toy_cohort, capsys):
+    import json
+
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from autograder.gradebook import TestRow, open_gradebook
+
+    layout = toy_cohort
+    assert cli_in(layout, "grade", "0.1", "--cohort", "spring", *sandbox_flags()) == 0
+    rows, finals = book(layout)
+    assert {s: r.score for s, r in rows.items()} == {"u1": 10, "u2": 8, "u3": 0}
+    assert finals["u2"].late_penalty == pytest.approx(2.0) and finals["u2"].final_score == pytest.approx(6.0)
+    assert finals["u1"].late_penalty == 0 and rows["u1"].submitted_at is not None
+    results = layout.root / "results" / "spring" / "0.1_toy"
+    assert json.loads((results / "u2" / "results.json").read_text())["score"] == 8
+
+    # Nothing changed: nothing to regrade.
+    assert cli_in(layout, "regrade", "0.1", "--cohort", "spring", "--yes") == 0
+    assert "up to date" in capsys.readouterr().err
+
+    # A marker in a recorded `scale` result: a regrade that touched `scale` would wipe it.
+    engine = open_gradebook(layout.root / "book.sqlite")
+    with Session(engine) as s, s.begin():
+        s.execute(update(TestRow).where(TestRow.exercise == "scale").values(output="recorded before the fix"))
+
+    # The instructor decides overflow is out of scope and makes the large-logits case moderate.
+    edit(layout, "tests/test_toy.py", "[[1000.0, 1001.0, 999.0]]", "[[10.0, 11.0, 9.0]]")
+    assert cli_in(layout, "regrade", "0.1", "--cohort", "spring", "--dry-run") == 0
+    shown = capsys.readouterr()
+    assert "u2" in shown.out and "softmax" in shown.out and "nothing recorded" in shown.err
+    assert book(layout)[0]["u2"].score == 8  # a dry run records nothing
+
+    assert cli_in(layout, "regrade", "0.1", "--cohort", "spring", "--yes") == 0
+    rows, finals = book(layout)
+    assert {s: r.score for s, r in rows.items()} == {"u1": 10, "u2": 10, "u3": 0}
+    assert finals["u2"].late_penalty == pytest.approx(2.5)  # the penalty follows the new score
+    for row in rows.values():  # untouched: the exercise the fix did not reach
+        assert {t.output for t in row.tests if t.exercise == "scale"} == {"recorded before the fix"}
+    assert json.loads((results / "u2" / "results.json").read_text())["score"] == 10
+
+
+def sandbox_flags():
+    return [] if available_sandbox() == "bwrap" else ["--no-sandbox"]
+
+
+def test_an_instructor_hint_reaches_the_feedback_page_and_changes_no_fingerprint(editable_toy, tmp_path):
+    before = fingerprints(editable_toy)
+    edit(editable_toy, "assignment.toml", 'name = "softmax"\npoints = 4',
+         'name = "softmax"\npoints = 4\nhint = "Subtract each row\'s max before exp: exp(1000) overflows."')
+    assert changed(before, fingerprints(editable_toy)) == []  # a hint never changes a score: nothing to regrade
+    naive = with_cell_source(reference_submission(find_toy(editable_toy)), "softmax", NAIVE_SOFTMAX)
+    path = write_notebook(tmp_path / "naive.ipynb", naive)
+    from autograder.cli import main
+
+    assert main(["--root", str(editable_toy.root), "grade", "0.1", str(path), "--out", str(tmp_path / "out"),
+                 "--db", str(tmp_path / "book.sqlite"), *sandbox_flags()]) == 0
+    page = (tmp_path / "out" / "naive" / "feedback.html").read_text()
+    assert "Subtract each row&#x27;s max before exp" in page
+
+
+def test_overrides_from_the_cli_with_their_audit_trail(toy_cohort, capsys):
+    layout = toy_cohort
+    assert cli_in(layout, "grade", "0.1", "--cohort", "spring", *sandbox_flags()) == 0
+    assert cli_in(layout, "override", "0.1", "u3", "5", "--cohort", "spring", "--author", "ta-lee") == 2
+    assert "needs a reason" in capsys.readouterr().err  # nothing changes without a why
+    assert cli_in(layout, "override", "0.1", "u3", "5", "--cohort", "spring", "--author", "ta-lee",
+                  "--reason", "handed in by email after a Canvas outage") == 0
+    assert book(layout)[1]["u3"].final_score == 5
+    assert cli_in(layout, "override", "0.1", "u3", "--clear", "--cohort", "spring", "--author", "prof-kim",
+                  "--reason", "resubmitted through Canvas") == 0
+    assert book(layout)[1]["u3"].final_score == 0
+    capsys.readouterr()
+    assert cli_in(layout, "override", "0.1", "--history", "--cohort", "spring") == 0
+    trail = capsys.readouterr().out
+    assert "ta-lee" in trail and "prof-kim" in trail and "cleared" in trail and "Canvas outage" in trail
+
+
+def test_the_public_checks_output_reaches_the_feedback_page_and_no_score(editable_toy, tmp_path):
+    from autograder.cli import main
+
+    naive = with_cell_source(reference_submission(find_toy(editable_toy)), "softmax", NAIVE_SOFTMAX)
+    path = write_notebook(tmp_path / "naive.ipynb", naive)
+    assert main(["--root", str(editable_toy.root), "grade", "0.1", str(path), "--out", str(tmp_path / "out"),
+                 "--db", str(tmp_path / "book.sqlite"), *sandbox_flags()]) == 0
+    import json
+
+    results = json.loads((tmp_path / "out" / "naive" / "results.json").read_text())
+    assert results["score"] == 8  # the public checks count for nothing
+    said = results["extra_data"]["public_output"]
+    assert list(said) == ["softmax"] and "gives nan: subtract the row's max" in said["softmax"]
+    page = (tmp_path / "out" / "naive" / "feedback.html").read_text()
+    assert "gives nan: subtract the row&#x27;s max before exp" in page

@@ -216,7 +216,7 @@ def test_limits_are_overridden_from_the_command_line(toy_layout, toy_assignment,
 
 
 def test_feedback_page_shows_what_failed_and_no_hidden_code(toy_grader, toy_assignment, tmp_path):
-    from autograder.feedback import feedback_html
+    from autograder.reports.feedback import feedback_html
 
     nb = reference_submission(toy_assignment)
     naive = "def softmax(x):\n    return x.exp() / x.exp().sum(dim=-1, keepdim=True)\n"

@@ -23,6 +23,8 @@ class Exercise:
     name: str
     points: float
     description: str = ""
+    hint: str = ""  # shown to a student who lost points on it (feedback.html)
+    show_expected: bool = False  # let feedback show the reference's values where a check quotes them
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,16 @@ def load_assignment(source_dir: Path) -> Assignment:
     for i, raw in enumerate(data.get("exercises", [])):
         if "name" not in raw or "points" not in raw:
             raise AssignmentError(f"{path}: exercises[{i}] needs a name and points")
-        exercises.append(Exercise(str(raw["name"]), float(raw["points"]), str(raw.get("description", ""))))
+        unknown = sorted(set(raw) - {"name", "points", "description", "hint", "show_expected"})
+        if unknown:
+            raise AssignmentError(
+                f"{path}: exercises[{i}] has unknown key(s) {unknown}; "
+                "an exercise takes name, points, description, hint and show_expected"
+            )
+        exercises.append(Exercise(
+            str(raw["name"]), float(raw["points"]), str(raw.get("description", "")), str(raw.get("hint", "")),
+            bool(raw.get("show_expected", False)),
+        ))
     names = [e.name for e in exercises]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:

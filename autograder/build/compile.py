@@ -77,7 +77,9 @@ def compile_assignment(assignment: Assignment) -> CompiledAssignment:
         "grader_version": __version__,
         "notebook": f"student/{notebook_name}",
         "exercises": [
-            {"name": ex.name, "points": ex.points, "cells": exercise_cells[ex.name]} for ex in assignment.exercises
+            {"name": ex.name, "points": ex.points, "cells": exercise_cells[ex.name], "hint": ex.hint,
+             "show_expected": ex.show_expected}
+            for ex in assignment.exercises
         ],
         "setup_cells": [c["id"] for c in release_nb.cells if is_setup_cell(c)],
         # Hashes of the release's answer cells, to tell "not attempted" from "wrong".

@@ -43,6 +43,14 @@ class Bundle:
     def bundle_hash(self) -> str:
         return self.manifest["bundle_hash"]
 
+    def feedback_options(self) -> dict:
+        """What the instructor set for students' feedback pages: hints, and exercises whose expected values show."""
+        exercises = self.manifest["exercises"]
+        return {
+            "hints": {ex["name"]: ex["hint"] for ex in exercises if ex.get("hint")},
+            "visible_expected": [ex["name"] for ex in exercises if ex.get("show_expected")],
+        }
+
     @property
     def student_dir(self) -> Path:
         return self.root / "student"

@@ -24,6 +24,7 @@ from typing import Iterator
 from autograder.build.tree import read_tree, write_tree
 from autograder.grade.bundle import load_bundle
 from autograder.grade.docker_backend import DockerSettings
+from autograder.grade.gpu_slots import GpuSlot
 from autograder.grade.results import SubmissionResult
 from autograder.grade.runner import Grader
 from autograder.grade.sandbox import make_sandbox
@@ -97,8 +98,12 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _init_worker(spec: GraderSpec) -> None:
+def _init_worker(spec: GraderSpec, gpu_slots=None) -> None:
     global _worker_grader
+    if gpu_slots is not None:
+        # This worker's GPU and memory cap, taken before anything touches CUDA; its
+        # student processes inherit them (numerics.environment_for).
+        os.environ.update(gpu_slots.get_nowait().environment())
     _one_thread()
     _worker_grader = spec.make_grader()
 
@@ -109,13 +114,23 @@ def _grade_in_worker(name: str, suffix: str, data: bytes) -> SubmissionResult:
 
 
 class ProcessExecutor:
-    """``jobs`` local worker processes, one warm Grader each, graded in parallel across cores."""
+    """``jobs`` local worker processes, one warm Grader each, graded in parallel across cores.
 
-    def __init__(self, spec: GraderSpec, jobs: int):
+    With ``gpu_slots`` (:mod:`.gpu_slots`), one worker per slot: each sees only
+    its slot's GPU, capped at its share of that GPU's memory.
+    """
+
+    def __init__(self, spec: GraderSpec, jobs: int, gpu_slots: "list[GpuSlot] | None" = None):
         # "spawn": a fresh interpreter per worker, never a fork of a process holding torch threads.
+        context = multiprocessing.get_context("spawn")
+        slot_queue = None
+        if gpu_slots:
+            jobs = len(gpu_slots)
+            slot_queue = context.Queue()
+            for slot in gpu_slots:  # each worker takes one as it starts
+                slot_queue.put(slot)
         self.pool = ProcessPoolExecutor(
-            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(spec,),
+            max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(spec, slot_queue),
         )
         self.jobs = jobs
 
@@ -195,10 +210,12 @@ class RayExecutor:
 
 
 def make_executor(spec: GraderSpec, executor: str = "local", jobs: int = 1, address: str | None = None,
-                  gpu_memory_mb: float = 16384):
+                  gpu_memory_mb: float = 16384, gpu_slots: "list[GpuSlot] | None" = None):
     if executor == "ray":
         return RayExecutor(spec, jobs, address, gpu_memory_mb)
     if executor != "local":
         raise ValueError(f"unknown executor {executor!r}; expected 'local' or 'ray'")
     make_sandbox(spec.sandbox)  # refuse here, with the fix named, rather than in every worker
+    if gpu_slots:
+        return ProcessExecutor(spec, len(gpu_slots), gpu_slots)  # even one slot: its worker must own its GPU
     return SerialExecutor(spec) if jobs <= 1 else ProcessExecutor(spec, jobs)

@@ -18,6 +18,9 @@ from typing import Any, Callable
 
 from autograder.testing import HiddenTest
 
+# Exercise settings that change what a student reads, never a score.
+_FEEDBACK_ONLY = ("hint", "show_expected")
+
 
 def exercise_fingerprints(
     manifest: dict,
@@ -48,7 +51,7 @@ def exercise_fingerprints(
         needed = _fixtures_needed([t.fn for t in mine], fixtures)
         content = {
             "shared": shared,
-            "exercise": ex,
+            "exercise": {k: v for k, v in ex.items() if k not in _FEEDBACK_ONLY},
             "answer_stubs": {cid: manifest.get("answer_stubs", {}).get(cid) for cid in ex.get("cells", [])},
             "tests": [[t.name, t.weight, own_source[id(t.fn)]] for t in mine],
             "fixtures": {name: own_source[id(fixtures[name])] for name in sorted(needed)},

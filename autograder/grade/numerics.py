@@ -18,8 +18,15 @@ CUBLAS_WORKSPACE = ":4096:8"
 
 
 def environment_for(device: str) -> dict[str, str]:
-    """Variables a process must start with to compute repeatably on ``device``."""
-    return {"CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE} if device.startswith("cuda") else {}
+    """Variables a process must start with to compute repeatably on ``device``.
+
+    On a GPU the student's process also inherits its worker's GPU slot (which
+    GPU it sees, and its memory cap; see :mod:`autograder.grade.gpu_slots`).
+    """
+    if not device.startswith("cuda"):
+        return {}
+    slot = {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "AUTOGRADER_GPU_MEMORY_FRACTION") if k in os.environ}
+    return {"CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE, **slot}
 
 
 def make_repeatable(device: str) -> None:

@@ -52,6 +52,8 @@ class SubmissionResult:
     free_points: float = 0.0
     error: str | None = None  # set when the submission could not be graded at all
     sandbox: str = "bwrap"  # "none" when graded with --no-sandbox
+    # exercise -> what the section's public checks printed for this submission (student-side, never graded)
+    public_output: dict[str, str] = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -102,6 +104,7 @@ class SubmissionResult:
                     for ex in self.exercises
                 },
                 "error": self.error,
+                "public_output": self.public_output,
             },
         }
 

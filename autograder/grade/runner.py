@@ -38,6 +38,7 @@ from autograder.grade.student import (
     StudentTimeout,
 )
 from autograder.grade.fingerprint import exercise_fingerprints
+from autograder.grade.gpu_slots import MEMORY_FRACTION_VAR, cap_this_process
 from autograder.grade.docker_backend import DockerProgram, DockerSettings, docker_client
 from autograder.grade.numerics import make_repeatable
 from autograder.grade.pool import WarmWorker, WarmWorkerUnavailable
@@ -46,6 +47,9 @@ from autograder.grade.submission import Submission, SubmissionError, build_progr
 from autograder.testing import HiddenTest, collect, resolve_fixture
 
 _PER_CASE_FIXTURES = frozenset({"student"})
+PUBLIC_CHECKS_FILE = "student/public_tests.py"
+PUBLIC_CHECKS_TIMEOUT_S = 60.0
+PUBLIC_OUTPUT_CHARS = 2000
 NOT_ATTEMPTED = "Not attempted yet"
 
 
@@ -62,6 +66,31 @@ def run_seed(assignment_seed: int, cohort_seed: int | None) -> int:
     return int.from_bytes(digest[:4], "big") % 2**31
 
 
+def load_hidden_tests(bundle: Bundle) -> tuple[list[HiddenTest], dict[str, Callable[..., Any]], dict[str, str]]:
+    """The bundle's hidden tests and fixtures, checked against its exercises, and each test file's text."""
+    tag = bundle.assignment.replace(".", "_").replace("-", "_")
+    test_files = sorted(p for p in bundle.manifest["files"] if p.startswith("hidden/") and p.endswith(".py"))
+    modules = [bundle.load_module(rel, f"autograder_hidden_{tag}_{i}") for i, rel in enumerate(test_files)]
+    tests, fixtures = collect(modules)
+    declared = {ex["name"] for ex in bundle.manifest["exercises"]}
+    unknown = {t.exercise for t in tests} - declared
+    if unknown:
+        raise ValueError(f"hidden tests grade undeclared exercises: {sorted(unknown)}")
+    untested = declared - {t.exercise for t in tests}
+    if untested:
+        raise ValueError(f"exercises without hidden tests: {sorted(untested)}")
+    return tests, fixtures, {rel: (bundle.root / rel).read_text() for rel in test_files}
+
+
+def bundle_fingerprints(bundle: Bundle, profile: str, device: str, cohort_seed: int | None = None) -> dict[str, str]:
+    """What a :class:`Grader` of these settings would stamp on each exercise, without loading the reference."""
+    tests, fixtures, sources = load_hidden_tests(bundle)
+    seed = run_seed(int(bundle.manifest.get("seed", 0)), cohort_seed)
+    return exercise_fingerprints(
+        bundle.manifest, sources, tests, fixtures, {"profile": profile, "device": str(torch.device(device)), "seed": seed}
+    )
+
+
 class Grader:
     def __init__(
         self,
@@ -74,6 +103,8 @@ class Grader:
         submission_timeout_s: float | None = None,
         warm: bool = True,
         cohort_seed: int | None = None,
+        fresh_program_per_case: bool | None = None,
+        public_checks: bool = True,
         docker: "DockerSettings | None" = None,
     ):
         self.bundle = bundle
@@ -88,25 +119,20 @@ class Grader:
         os.environ["AUTOGRADER_PROFILE"] = profile
         os.environ["AUTOGRADER_DEVICE"] = device
         make_repeatable(device)  # before the reference or any fixture touches the GPU
+        if device.startswith("cuda"):
+            cap_this_process()  # this worker's share of its GPU (gpu_slots); the trusted side never forks
         tag = bundle.assignment.replace(".", "_").replace("-", "_")
         # The reference may switch torch's grad mode for itself (a notebook that only
         # runs models forward): keep that mode for this assignment's grading only, and
         # give the rest of the process (other graders, the caller) back its own.
         outer_grad_mode = torch.is_grad_enabled()
         self.reference = bundle.load_module("reference.py", f"autograder_reference_{tag}")
-        test_files = sorted(p for p in bundle.manifest["files"] if p.startswith("hidden/") and p.endswith(".py"))
-        modules = [bundle.load_module(rel, f"autograder_hidden_{tag}_{i}") for i, rel in enumerate(test_files)]
+        self.tests, self.fixtures, hidden_sources = load_hidden_tests(bundle)
         self.grad_mode = torch.is_grad_enabled()
         torch.set_grad_enabled(outer_grad_mode)
-        self.tests, self.fixtures = collect(modules)
-        declared = {ex["name"] for ex in bundle.manifest["exercises"]}
-        unknown = {t.exercise for t in self.tests} - declared
-        if unknown:
-            raise ValueError(f"hidden tests grade undeclared exercises: {sorted(unknown)}")
-        untested = declared - {t.exercise for t in self.tests}
-        if untested:
-            raise ValueError(f"exercises without hidden tests: {sorted(untested)}")
         self.seed = run_seed(int(bundle.manifest.get("seed", 0)), cohort_seed)
+        # See _RunningProgram: forking a program per case is for CPUs only.
+        self.fresh_program_per_case = device.startswith("cuda") if fresh_program_per_case is None else fresh_program_per_case
         self._session: dict[str, Any] = {
             "reference": self.reference,
             "profile": profile,
@@ -115,7 +141,7 @@ class Grader:
             "bundle_dir": bundle.root,
         }
         self.fingerprints = exercise_fingerprints(
-            bundle.manifest, {rel: (bundle.root / rel).read_text() for rel in test_files}, self.tests, self.fixtures,
+            bundle.manifest, hidden_sources, self.tests, self.fixtures,
             {"profile": profile, "device": str(torch.device(device)), "seed": self.seed},
         )
         self._release_nb = bundle.release_notebook()
@@ -123,6 +149,14 @@ class Grader:
         # batch; each submission is spawned from there in fresh namespaces.
         self.leading_cells = _leading_setup_cells(self._release_nb, manifest_setup=bundle.manifest["setup_cells"],
                                                   answer_ids=bundle.answer_cell_ids())
+        if device.startswith("cuda"):
+            # Setup cells may put a model on the GPU, and a process that has touched
+            # CUDA cannot fork a child that uses it: on a GPU the warm worker only
+            # imports, and every submission runs all of its cells itself.
+            self.leading_cells = []
+        # The section's public checks (student/public_tests.py), run once more at grading time so that
+        # the feedback page shows what the student would have seen; they never count towards a score.
+        self.public_checks = public_checks and PUBLIC_CHECKS_FILE in bundle.manifest["files"]
         self.warm = warm and self.sandbox.kind == "bwrap"
         self.warm_note = "" if self.warm or not warm else "warm workers need the bubblewrap sandbox"
         self._warm_worker: WarmWorker | None = None
@@ -167,6 +201,8 @@ class Grader:
                 if self.only and ex["name"] not in self.only:
                     continue
                 result.exercises.append(self._grade_exercise(ex, running, program, deadline))
+            if self.public_checks and not self.only and not running.setup_error:
+                result.public_output = self._public_output(running, deadline)
             result.output = _overall_output(program, running.cell_results, running.setup_error, running.output_tail())
             if running.restarts:
                 result.output = (
@@ -284,6 +320,27 @@ class Grader:
                 # child) must not reach the next case: start the program afresh.
                 running.retire()
 
+    def _public_output(self, running: "_RunningProgram", deadline: float) -> dict[str, str]:
+        """Exercise -> what its public checks print for this submission, run in the student's own process."""
+        names = [ex["name"] for ex in self.bundle.manifest["exercises"]]
+        try:
+            conn = running.fork()
+        except StudentCrashed:
+            return {}
+        conn.deadline = min(deadline, time.monotonic() + PUBLIC_CHECKS_TIMEOUT_S)
+        try:
+            ran = conn.request({"op": "exec_cells", "cells": [{"id": "public-checks", "source": _public_checks_cell(names)}]})
+            if not ran or not ran[0].get("ok"):
+                return {}
+            printed = StudentNamespace(conn)._autograder_public_output
+            # Student-side data: believed only as text, and only this much of it.
+            return {str(k)[:200]: str(v)[-PUBLIC_OUTPUT_CHARS:] for k, v in dict(printed).items() if k in names}
+        except (StudentTimeout, StudentCrashed, StudentError, TypeError, ValueError):
+            running.retire()
+            return {}
+        finally:
+            conn.close()
+
     def _resolve(self, fn: Callable[..., Any], conn: StudentConnection) -> dict[str, Any]:
         case_values = {"student": StudentNamespace(conn)}
         return {
@@ -332,7 +389,14 @@ class _RunningProgram:
         self.setup_error: str | None = None
         self.restarts = 0
         self._retired = False
+        self._used = False
         self._tails: list[str] = []
+        # CUDA does not survive fork(): a child of a process that touched the GPU
+        # cannot use it. On a GPU each test case therefore runs in the program
+        # itself, and the next case gets the program started afresh (from the
+        # warm worker, which never touches CUDA): the same isolation, paid for
+        # by re-running the submission's cells.
+        self.fresh_per_case = grader.fresh_program_per_case
 
     def start(self) -> None:
         g = self.grader
@@ -365,6 +429,9 @@ class _RunningProgram:
 
     def fork(self) -> StudentConnection:
         assert self.proc is not None
+        if self.fresh_per_case:
+            self._retired = self._retired or self._used
+            self._used = True
         if self._retired:
             self._retired = False
             self._tails.append(self.proc.output_tail())
@@ -372,6 +439,9 @@ class _RunningProgram:
             self.start()
             if self.setup_error:
                 raise StudentCrashed(self.setup_error)
+        if self.fresh_per_case:
+            self.proc.conn.ensure_alive()
+            return self.proc.conn
         try:
             return self.proc.fork()
         except StudentCrashed:
@@ -424,8 +494,21 @@ def explain_failure(exc: Exception) -> tuple[str, str]:
     """(reason, student-facing message) for an exception raised while a test case ran."""
     if isinstance(exc, CheckFailed):
         return "wrong", str(exc)
+    if isinstance(exc, StudentError) and exc.type_name == "OutOfMemoryError":
+        return "error", (
+            f"your code ran out of GPU memory in this test ({_gpu_cap_words()}). Only this test is affected. "
+            "Look for tensors kept alive without need (a growing list, a cache, gradients you never use: "
+            "torch.no_grad() or .detach()) or a larger intermediate than the exercise asks for.\n"
+            + _student_error_text(exc)
+        )
     if isinstance(exc, StudentError):
         return "error", _student_error_text(exc)
+    if isinstance(exc, torch.cuda.OutOfMemoryError):  # on our side: not the student's doing
+        torch.cuda.empty_cache()
+        return "error", (
+            "the grader ran out of GPU memory in this test; this is not a fault in your code. "
+            "Your instructor can regrade it (with fewer --workers-per-gpu)."
+        )
     if isinstance(exc, StudentTimeout):
         return "timeout", str(exc)
     if isinstance(exc, StudentCrashed):
@@ -434,6 +517,31 @@ def explain_failure(exc: Exception) -> tuple[str, str]:
         return "wrong", str(exc) or "a check failed"
     # e.g. the student returned the wrong kind of object
     return "wrong", f"your code returned something the test could not use ({type(exc).__name__}: {exc})"
+
+
+def _public_checks_cell(names: list[str]) -> str:
+    """Student-side code: run ``public_tests.check(name)`` per exercise, keeping what each prints."""
+    return (
+        "import contextlib as _ag_contextlib, io as _ag_io\n"
+        "_autograder_public_output = {}\n"
+        "import public_tests as _ag_public\n"
+        f"for _ag_name in {names!r}:\n"
+        "    if _ag_name not in getattr(_ag_public, 'CHECKS', {}):\n"
+        "        continue\n"
+        "    _ag_buffer = _ag_io.StringIO()\n"
+        # stderr is progress bars and warnings from loading models: not what the checks say
+        "    with _ag_contextlib.redirect_stdout(_ag_buffer), _ag_contextlib.redirect_stderr(_ag_io.StringIO()):\n"
+        "        try:\n"
+        "            _ag_public.check(_ag_name)\n"
+        "        except Exception as _ag_error:\n"
+        "            print(f'the public check of {_ag_name} stopped: {type(_ag_error).__name__}: {_ag_error}')\n"
+        "    _autograder_public_output[_ag_name] = _ag_buffer.getvalue()\n"
+    )
+
+
+def _gpu_cap_words() -> str:
+    share = os.environ.get(MEMORY_FRACTION_VAR)
+    return f"each grading process may use {float(share):.0%} of the GPU" if share else "the GPU's memory is shared"
 
 
 def _student_error_text(exc: StudentError) -> str:

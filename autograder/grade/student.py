@@ -67,13 +67,23 @@ class Limits:
     def apply(self) -> None:
         """Called in the child between fork and exec."""
         mb = 1024 * 1024
-        _setrlimit(resource.RLIMIT_AS, self.memory_mb * mb)
+        _setrlimit(memory_rlimit(os.environ.get("AUTOGRADER_DEVICE", "cpu")), self.memory_mb * mb)
         _setrlimit(resource.RLIMIT_CPU, self.cpu_seconds)
         _setrlimit(resource.RLIMIT_FSIZE, self.file_size_mb * mb)
         _setrlimit(resource.RLIMIT_NOFILE, self.open_files)
         _setrlimit(resource.RLIMIT_CORE, 0)
         if os.getuid() != 0:  # root ignores it; the pids cgroup covers that case
             _setrlimit(resource.RLIMIT_NPROC, self.max_processes)
+
+
+def memory_rlimit(device: str) -> int:
+    """The limit that caps the student's host memory on ``device``.
+
+    The address space on a CPU. CUDA reserves far more address space than it
+    ever uses, so on a GPU the data segment (private writable memory) is
+    capped instead; GPU memory has its own cap (gpu_slots).
+    """
+    return resource.RLIMIT_DATA if device.startswith("cuda") else resource.RLIMIT_AS
 
 
 def _setrlimit(which: int, value: int) -> None:

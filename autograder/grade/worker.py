@@ -456,6 +456,7 @@ def serve_warm(sock: socket.socket, server: Server, options: argparse.Namespace)
         child_sock = _spawn_submission(sock, header, options)
         if child_sock is not None:  # we are the submission's program now
             sock.close()
+            _cap_gpu_memory(server.device)
             serve(child_sock, Server(server.namespace, server.device), zygote=True)
             os._exit(0)
 
@@ -542,7 +543,16 @@ def main(argv: list[str] | None = None) -> None:
     if options.warm:
         serve_warm(sock, Server(namespace, options.device), options)
     else:
+        _cap_gpu_memory(options.device)
         serve(sock, Server(namespace, options.device), zygote=True)
+
+
+def _cap_gpu_memory(device: str) -> None:
+    """On a GPU, hold this program to its worker's share of the GPU's memory (it initialises CUDA here)."""
+    if device.startswith("cuda"):
+        from autograder.grade.gpu_slots import cap_this_process
+
+        cap_this_process()
 
 
 if __name__ == "__main__":
