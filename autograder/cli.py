@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     p_grade.add_argument("--docker-image", default="autograder-grader:latest", help="grading image (--backend docker)")
     p_grade.add_argument("--docker-mount-host-python", action="store_true",
                          help="(development) mount this machine's Python and autograder read-only into the container")
+    p_grade.add_argument("--docker-assets", type=Path, metavar="DIR",
+                         help="mount this asset cache read-only over the image's /opt/assets (--backend docker; "
+                              "e.g. the full profile's models from `autograder assets fetch --profile full`)")
     p_grade.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded in parallel (worker processes)")
     p_grade.add_argument("--executor", choices=["local", "ray"], default="local",
                          help="local worker processes, or Ray tasks (pip install 'autograder[cluster]')")
@@ -208,6 +212,10 @@ def cmd_export(args: argparse.Namespace, layout: CourseLayout) -> int:
 
 
 def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
+    # Grading never downloads: the references load from the asset cache, and a missing
+    # asset must fail with its fetch command, not turn into a hub request.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
     assignment = find_assignment(layout.source, args.assignment)
     ensure_bundle(layout, assignment)
     bundle = load_bundle(layout.bundles / assignment.id)
@@ -243,7 +251,8 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
         layout.bundles / assignment.id, profile=args.profile, device=args.device, limits=limits,
         only=tuple(args.only) if args.only else None, sandbox="none" if args.no_sandbox else args.backend,
         submission_timeout_s=args.submission_timeout,
-        docker=DockerSettings(image=args.docker_image, mount_host_python=args.docker_mount_host_python),
+        docker=DockerSettings(image=args.docker_image, mount_host_python=args.docker_mount_host_python,
+                              assets=args.docker_assets),
         cohort_seed=cohort.seed if cohort else None,
     )
     remove_stale_temporaries(args.out)  # a killed run may have died mid-write; its work is redone below

@@ -195,7 +195,7 @@ def tiny_repos(tmp_path_factory):
     attn = root / "attn-only"
     attn.mkdir()
     neel_config = dict(d_model=32, n_layers=2, d_mlp=-1, d_head=8, n_heads=4, n_ctx=32, d_vocab=vocab, act_fn="gelu",
-                       attn_only=True, normalization="LN", shortformer_pos=True, tokenizer_name="fake/tokenizer")
+                       attn_only=True, normalization="LN", shortformer_pos=True, tokenizer_name="NeelNanda/gpt-neox-tokenizer-digits")
     (attn / "config.json").write_text(json.dumps(neel_config))
     tl_model = new_hooked(tl_config(dict(d_model=32, n_layers=2, d_mlp=-1, d_head=8, n_heads=4, n_ctx=32, d_vocab=vocab,
                                          act_fn="gelu", attn_only=True, normalization_type="LN",
@@ -294,6 +294,33 @@ def test_full_fetch_then_load_section_1_2_models_offline(tmp_path, monkeypatch, 
     assert torch.allclose(ours, theirs, atol=1e-4)
 
 
+def test_declared_hub_models_are_the_repos_transformer_lens_names():
+    """Each full-profile model is declared under its TransformerLens name, with the hub repo
+    TransformerLens's own registry gives for that name (checked offline, from the installed package)."""
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    models = [a for d in select_declared(SOURCE, None) for a in d.for_profile("full")
+              if isinstance(a, HubAsset) and a.kind != "dataset" and not a.name.endswith("-tokenizer")]
+    assert {a.name for a in models} >= {"gpt2", "attn-only-2l", "gpt2-small"}
+    for asset in models:
+        assert get_official_model_name(asset.name) == asset.hf_id, asset
+
+
+def test_fetch_reports_a_tokenizer_the_model_names_but_the_assignment_does_not_declare(
+        tmp_path, monkeypatch, fake_hub, tiny_repos):
+    """What the hub serves is checked: attn-only-2l's config.json names its tokenizer repo."""
+    config = tiny_repos["NeelNanda/Attn_Only_2L512W_C4_Code"] / "config.json"
+    original = config.read_text()
+    config.write_text(original.replace("NeelNanda/gpt-neox-tokenizer-digits", "someone/another-tokenizer"))
+    try:
+        report = fetch_assets(select_declared(SOURCE, "1.2"), "full", tmp_path / "cache", REPO)
+    finally:
+        config.write_text(original)
+    (problem,) = report.problems
+    assert "attn-only-2l" in problem and "'someone/another-tokenizer'" in problem and "[[assets.full.models]]" in problem
+    assert len(report.fetched) == 3  # the assets themselves are still fetched
+
+
 def test_full_fetch_with_hub_offline_says_so_and_fetches_nothing(tmp_path, monkeypatch, no_network):
     report = fetch_assets(select_declared(SOURCE, "1.1"), "full", tmp_path / "cache", REPO)
     assert report.fetched == []
@@ -327,3 +354,57 @@ def test_checksum_errors_name_the_file_and_the_fix(tmp_path):
     (tmp_path / "SHA256SUMS").write_text("0" * 64 + "  gone.bin\n")
     with pytest.raises(ChecksumError, match=r"missing: .*gone\.bin"):
         verify_sha256sums(tmp_path, "python train.py")
+
+
+# ----------------------------------------------------------------------------- full profile in the sandbox
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["warm-worker", "cold-process"])
+def test_full_profile_grades_under_bubblewrap_from_the_read_only_cache(tmp_path, monkeypatch, fake_hub, warm):
+    """The student's notebook loads the full model itself, inside the sandbox: the cache is bound
+    read-only at the path ``AUTOGRADER_ASSETS`` names there, and the network stays off."""
+    import nbformat
+
+    from autograder.authoring.assignment import find_assignment
+    from autograder.build import ensure_bundle
+    from autograder.build.samples import reference_submission
+    from autograder.grade.bundle import load_bundle
+    from autograder.grade.runner import Grader
+    from autograder.grade.sandbox import SandboxUnavailable, check_bwrap
+    from autograder.layout import CourseLayout
+
+    try:
+        check_bwrap()
+    except SandboxUnavailable as exc:
+        pytest.skip(f"SKIPPED LOUDLY: the full profile's sandbox mount needs bubblewrap: {exc}")
+    cache = tmp_path / "cache"
+    _fetch_full(cache, "1.1")
+    monkeypatch.setenv("AUTOGRADER_ASSETS", str(cache))
+    layout = CourseLayout(REPO)
+    assignment = find_assignment(layout.source, "1.1")
+    ensure_bundle(layout, assignment)
+
+    nb = reference_submission(assignment)
+    probe = (  # runs in the student's own process, with the first answer cell
+        "import os as _os, pathlib as _pathlib\n"
+        "from tfs_helpers import load_hooked_gpt2 as _load\n"
+        "_cache = _pathlib.Path(_os.environ['AUTOGRADER_ASSETS'])\n"
+        "print('PROBE d_model', _load('full').cfg.d_model, 'from', _cache)\n"
+        "try:\n"
+        "    (_cache / 'mine.txt').write_text('x')\n"
+        "    print('PROBE cache writable')\n"
+        "except OSError as _exc:\n"
+        "    print('PROBE cache read-only:', type(_exc).__name__)\n"
+    )
+    first_answer = next(c for c in nb.cells if c.get("id") == assignment.exercises[0].name)
+    first_answer.source = probe + first_answer.source
+    submission = tmp_path / "reference.ipynb"
+    submission.write_text(nbformat.writes(nb))
+    with Grader(load_bundle(layout.bundles / assignment.id), profile="full", sandbox="bwrap", warm=warm) as grader:
+        result = grader.grade_path(submission)
+    lost = {e.name: [t.output for t in e.tests if t.score < t.max_score] for e in result.exercises if e.score < e.max_score}
+    assert result.error is None and lost == {}, (result.error, lost, result.output[-2000:])
+    # The student's own process loaded the tiny "gpt2" (d_model 32; lite's differs) from the mount.
+    assert "PROBE d_model 32 from /opt/assets" in result.output, result.output[-2000:]
+    assert "PROBE cache read-only" in result.output and not (cache / "mine.txt").exists()
+    assert fake_hub == [("gpt2", FAKE_COMMIT)]  # fetched once, before grading; grading asked the hub nothing

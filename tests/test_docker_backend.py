@@ -8,6 +8,8 @@ its grades, which must equal bubblewrap's.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import io
 import os
 import shutil
@@ -178,6 +180,19 @@ def test_gpu_is_requested_only_on_cuda(tmp_path):
     gpu = container_options(SETTINGS, Limits(), "cuda", tmp_path, tmp_path, "lite")
     assert "device_requests" not in cpu
     assert gpu["device_requests"][0]["Capabilities"] == [["gpu"]]
+
+
+def test_an_asset_cache_is_mounted_read_only_where_the_image_keeps_its_own(tmp_path):
+    """The full profile's models can come from the host's cache; the student sees them read-only
+    at /opt/assets, the path the grading images bake theirs into and AUTOGRADER_ASSETS names."""
+    pytest.importorskip("docker")
+    plain = container_options(SETTINGS, Limits(), "cpu", tmp_path, tmp_path, "full")
+    assert "/opt/assets" not in [v["bind"] for v in plain["volumes"].values()]
+    assert plain["environment"]["AUTOGRADER_ASSETS"] == "/opt/assets"
+    cache = tmp_path / "assets"
+    cache.mkdir()
+    mounted = container_options(replace(SETTINGS, assets=cache), Limits(), "cpu", tmp_path, tmp_path, "full")
+    assert mounted["volumes"][str(cache.resolve())] == {"bind": "/opt/assets", "mode": "ro"}
 
 
 @pytest.fixture(scope="module")

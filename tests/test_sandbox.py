@@ -112,7 +112,7 @@ def test_environment_is_scrubbed(probe):
     assert set(keys) <= {
         "PATH", "HOME", "TMPDIR", "LANG", "PYTHONPATH", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE",
         "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-        "AUTOGRADER_PROFILE", "AUTOGRADER_DEVICE", "PWD",  # PWD: set by bwrap --chdir
+        "AUTOGRADER_PROFILE", "AUTOGRADER_DEVICE", "AUTOGRADER_ASSETS", "PWD",  # PWD: set by bwrap --chdir
     }
 
 

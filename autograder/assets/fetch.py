@@ -11,6 +11,7 @@ The network is used here and nowhere else in the package.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -135,6 +136,25 @@ def fetch_hub(declared: DeclaredAssets, profile: str, asset: HubAsset, cache: Pa
     )
 
 
+def undeclared_tokenizer(declared: DeclaredAssets, asset: HubAsset, folder: Path) -> str | None:
+    """A problem line when a fetched TransformerLens-format model names a tokenizer the assignment does not declare.
+
+    Such a repo's ``config.json`` says which hub tokenizer it was trained with;
+    grading offline needs that tokenizer in the cache too. Checked against what
+    the hub actually served, so a wrong id in ``assignment.toml`` shows at fetch
+    time, on a machine with the network, not at grading time.
+    """
+    if asset.kind != "transformer_lens" or not (folder / "config.json").is_file():
+        return None
+    wanted = json.loads((folder / "config.json").read_text()).get("tokenizer_name")
+    hub_ids = {a.hf_id for assets in declared.profiles.values() for a in assets if isinstance(a, HubAsset)}
+    if not wanted or wanted in hub_ids:
+        return None
+    return (f"{declared.assignment} {asset.name}: its config.json names the tokenizer {wanted!r}, which "
+            f"{declared.assignment} does not declare; add it to assignment.toml:\n"
+            f"    [[assets.full.models]]\n    name = \"{asset.name}-tokenizer\"\n    hf_id = \"{wanted}\"\n    kind = \"hf\"")
+
+
 # ----------------------------------------------------------------------------- the whole job
 
 
@@ -162,6 +182,9 @@ def fetch_assets(
                 else:
                     log(f"{label}: downloading {asset.hf_id}@{asset.revision}")
                     locked = fetch_hub(d, profile, asset, cache)
+                    missing_tokenizer = undeclared_tokenizer(d, asset, cache / locked.path)
+                    if missing_tokenizer:
+                        report.problems.append(missing_tokenizer)
             except Exception as exc:  # noqa: BLE001 - reported with its fix; the other assets still get fetched
                 message = str(exc)
                 report.problems.append(message if message.startswith(label) else f"{label}: {message}")

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import autograder
-from autograder.grade.sandbox import SANDBOX_HOME, TMPFS_BYTES, WARM_SUPPORT, SandboxUnavailable, python_roots
+from autograder.grade.sandbox import (
+    ASSETS_MOUNT, SANDBOX_HOME, TMPFS_BYTES, WARM_SUPPORT, SandboxUnavailable, python_roots,
+)
 from autograder.grade.student import (
     Limits,
     StudentConnection,
@@ -45,6 +47,9 @@ class DockerSettings:
     image: str = "autograder-grader:latest"
     mount_host_python: bool = False
     python: str = "/opt/venv/bin/python"  # the interpreter inside the image (grading_images/*: its ENTRYPOINT)
+    # A host asset cache mounted read-only over the image's own /opt/assets (the full
+    # profile's models, too big to bake into every image). None: the image's assets.
+    assets: Path | None = None
 
 
 def docker_client():
@@ -80,6 +85,8 @@ def container_options(settings: DockerSettings, limits: Limits, device: str, sup
             if not str(root).startswith("/usr/"):
                 volumes[str(root)] = {"bind": str(root), "mode": "ro"}
         volumes["/usr"] = {"bind": "/usr", "mode": "ro"}
+    if settings.assets is not None:
+        volumes[str(Path(settings.assets).resolve())] = {"bind": ASSETS_MOUNT, "mode": "ro"}
     env = scrubbed_environment(Path(SANDBOX_HOME), [Path(SANDBOX_HOME)], profile, device)
     if settings.mount_host_python:
         package_root = str(Path(autograder.__file__).resolve().parents[1])

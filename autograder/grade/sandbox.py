@@ -22,9 +22,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import autograder
+from autograder.assets.cache import assets_cache_dir
 
 SANDBOX_HOME = "/home/student"
 WARM_SUPPORT = "/opt/autograder/support"  # a warm worker's read-only copy of the support files
+# Where a sandboxed student sees the asset cache (read-only): the grading images keep theirs there too.
+ASSETS_MOUNT = "/opt/assets"
 TMPFS_BYTES = 256 * 1024 * 1024
 NO_SANDBOX_NOTE = "graded WITHOUT a sandbox (--no-sandbox): student code could read and change files on the grading machine"
 
@@ -44,6 +47,10 @@ class Sandbox:
         if self.kind == "none":
             return inner, home
         return bwrap_command(inner, home), Path(SANDBOX_HOME)
+
+    def assets_dir(self) -> str:
+        """The asset cache as the student process sees it (``AUTOGRADER_ASSETS`` inside)."""
+        return str(assets_cache_dir()) if self.kind == "none" else ASSETS_MOUNT
 
     def warm_command(self, inner: list[str], support: Path) -> list[str]:
         """A warm worker's sandbox: ``support`` read-only as its home and at WARM_SUPPORT.
@@ -106,6 +113,10 @@ def bwrap_command(inner: list[str], home: Path, warm: bool = False) -> list[str]
     for root in python_roots() + [Path(autograder.__file__).resolve().parent]:
         if not str(root).startswith("/usr/"):
             cmd += ["--ro-bind", str(root), str(root)]
+    # The full profile's models: the student's notebook loads them from the cache, read-only.
+    assets = assets_cache_dir()
+    if assets.is_dir():
+        cmd += ["--ro-bind", str(assets.resolve()), ASSETS_MOUNT]
     if warm:
         cmd += ["--ro-bind", str(home), SANDBOX_HOME, "--ro-bind", str(home), WARM_SUPPORT]
     else:

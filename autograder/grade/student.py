@@ -30,7 +30,7 @@ import torch
 
 from autograder.grade import wire
 from autograder.grade.numerics import environment_for
-from autograder.grade.sandbox import ProcessCap, Sandbox
+from autograder.grade.sandbox import ASSETS_MOUNT, ProcessCap, Sandbox
 
 
 class StudentError(Exception):
@@ -93,8 +93,14 @@ def _setrlimit(which: int, value: int) -> None:
     resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY else hard))
 
 
-def scrubbed_environment(workdir: Path, python_path: list[Path], profile: str, device: str) -> dict[str, str]:
-    """The whole environment the student process sees: nothing inherited by accident."""
+def scrubbed_environment(
+    workdir: Path, python_path: list[Path], profile: str, device: str, assets: str = ASSETS_MOUNT
+) -> dict[str, str]:
+    """The whole environment the student process sees: nothing inherited by accident.
+
+    ``assets`` is the asset cache as the student sees it (read-only; see
+    :func:`.sandbox.bwrap_command`), so the full profile's models load offline.
+    """
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": str(workdir),
@@ -110,6 +116,7 @@ def scrubbed_environment(workdir: Path, python_path: list[Path], profile: str, d
         "TRANSFORMERS_OFFLINE": "1",
         "AUTOGRADER_PROFILE": profile,
         "AUTOGRADER_DEVICE": device,
+        "AUTOGRADER_ASSETS": assets,
         **environment_for(device),
     }
 
@@ -207,7 +214,9 @@ class StudentProcess(_Program):
         self._proc = subprocess.Popen(
             command,
             cwd=home,
-            env=_with_package_path(scrubbed_environment(seen_home, [seen_home], profile, device)),
+            env=_with_package_path(
+                scrubbed_environment(seen_home, [seen_home], profile, device, self.sandbox.assets_dir())
+            ),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
