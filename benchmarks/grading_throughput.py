@@ -149,6 +149,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="our worker processes (the machine's cores)")
     parser.add_argument("--skip-baselines", action="store_true", help="only our grader (quick look)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (submissions, every results.json)")
     args = parser.parse_args()
 
     layout = CourseLayout(REPO)
@@ -207,7 +208,10 @@ def main() -> int:
         (args.out / "grading_throughput.md").write_text(markdown(report))
         print(markdown(report))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -284,9 +284,13 @@ def test_the_public_checks_output_reaches_the_feedback_page_and_no_score(editabl
 
     naive = with_cell_source(reference_submission(find_toy(editable_toy)), "softmax", NAIVE_SOFTMAX)
     path = write_notebook(tmp_path / "naive.ipynb", naive)
-    assert main(["--root", str(editable_toy.root), "grade", "0.1", str(path), "--out", str(tmp_path / "out"),
-                 "--db", str(tmp_path / "book.sqlite"), *sandbox_flags()]) == 0
+    full_marks = write_notebook(tmp_path / "full_marks.ipynb", reference_submission(find_toy(editable_toy)))
+    assert main(["--root", str(editable_toy.root), "grade", "0.1", str(path), str(full_marks), "--out",
+                 str(tmp_path / "out"), "--db", str(tmp_path / "book.sqlite"), *sandbox_flags()]) == 0
     import json
+
+    # Run only where points were lost: the student saw the rest in their own notebook.
+    assert json.loads((tmp_path / "out" / "full_marks" / "results.json").read_text())["extra_data"]["public_output"] == {}
 
     results = json.loads((tmp_path / "out" / "naive" / "results.json").read_text())
     assert results["score"] == 8  # the public checks count for nothing

@@ -117,6 +117,35 @@ def test_spawned_program_has_the_warm_state_and_no_capabilities(warm_worker, tmp
     program.close()
 
 
+def test_public_checks_are_prepared_once_in_the_warm_worker_and_case_prints_reach_the_log(tmp_path):
+    """``public_tests.prepare()`` runs in the warm worker (its state is inherited, not rebuilt per
+    submission), and what a forked case prints is in the submission's log although it ends in os._exit."""
+    support = tmp_path / "support"
+    support.mkdir()
+    (support / "public_tests.py").write_text(
+        "import os\nPREPARED_IN = None\n\ndef prepare():\n    global PREPARED_IN\n"
+        "    PREPARED_IN = os.readlink('/proc/self/ns/pid')\n"
+    )
+    worker = WarmWorker(support, [("setup", "import torch")], Limits(test_timeout_s=20), "lite", "cpu",
+                        Sandbox("bwrap"), tmp_path / "warm.log")
+    try:
+        program = spawn_probe(worker, tmp_path, "prepared", "def prepared_in():\n"
+                                                           "    import public_tests\n"
+                                                           "    return public_tests.PREPARED_IN\n"
+                                                           "def pid_namespace():\n"
+                                                           "    return os.readlink('/proc/self/ns/pid')\n")
+        conn = program.fork()
+        student = StudentNamespace(conn)
+        # Set in the warm worker's PID namespace, before this submission's program was forked from it.
+        assert student.prepared_in() not in (None, student.pid_namespace())
+        assert conn.request({"op": "exec_cells", "cells": [{"id": "p", "source": "print('said by a case')"}]})[0]["ok"]
+        conn.close()
+        program.close()
+        assert "said by a case" in (tmp_path / "prepared.log").read_text()
+    finally:
+        worker.close()
+
+
 def _outcomes(result):
     return [(t.exercise, t.name, t.score, t.passed, t.reason) for e in result.exercises for t in e.tests]
 

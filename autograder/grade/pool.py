@@ -34,6 +34,20 @@ from autograder.grade.student import (
 )
 
 
+# Feedback re-runs the section's public checks for the exercises that lost points (runner.py).
+# Their shared state (the section's model, loaded once into the module's cache) is prepared here,
+# in the warm worker, so that the programs forked from it inherit it instead of each loading it
+# (2 s a submission in 1.1). ``public_tests.prepare()`` is optional; it is instructor code.
+PREPARE_PUBLIC_CHECKS = (
+    "import importlib.util as _ag_util\n"
+    "if _ag_util.find_spec('public_tests') is not None:\n"
+    "    import public_tests as _ag_public\n"
+    "    getattr(_ag_public, 'prepare', lambda: None)()\n"
+    "    del _ag_public\n"
+    "del _ag_util\n"
+)
+
+
 class WarmWorkerUnavailable(RuntimeError):
     """A warm worker could not start, or cannot isolate submissions here."""
 
@@ -79,6 +93,13 @@ class WarmWorker:
         except Exception as exc:
             self.close()
             raise WarmWorkerUnavailable(f"the warm worker did not start: {exc}") from exc
+        if not device.startswith("cuda"):  # the warm worker never touches the GPU (fork)
+            try:
+                self._conn.request({"op": "exec_cells", "cells": [{"id": "prepare-public-checks",
+                                                                   "source": PREPARE_PUBLIC_CHECKS}]},
+                                   timeout=limits.startup_timeout_s)
+            except Exception:  # noqa: BLE001 - an optimisation: each check loads what it needs anyway
+                pass
 
     @property
     def alive(self) -> bool:

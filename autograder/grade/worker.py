@@ -146,6 +146,7 @@ class Server:
             reply["error"]["message"] = f"the code called sys.exit({exc.code!r})"
         except BaseException as exc:  # noqa: BLE001 - report everything to the grader
             reply, out_buffers = _error_reply(call_id, exc), []
+        _flush_output()  # before the reply: the grader may end this process as soon as it has it
         assert self.peer is not None
         self.peer.send(reply, out_buffers)
 
@@ -413,6 +414,16 @@ def serve(sock: socket.socket, server: Server, zygote: bool) -> None:
         server.handle(header, buffers)
 
 
+def _flush_output() -> None:
+    """What the student's code printed reaches the log now: a forked case ends in os._exit,
+    which would drop Python's buffered output (and with it the feedback's "printed" part)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed or replaced by the student's code
+            pass
+
+
 def _fork_child(sock: socket.socket, header: dict) -> socket.socket | None:
     """Fork a child that hands the grader its own connection.
 
@@ -541,10 +552,27 @@ def main(argv: list[str] | None = None) -> None:
     sys.modules["__main__"].__dict__.update(namespace)
     namespace = sys.modules["__main__"].__dict__
     if options.warm:
+        preload_lazy_imports()
         serve_warm(sock, Server(namespace, options.device), options)
     else:
         _cap_gpu_memory(options.device)
         serve(sock, Server(namespace, options.device), zygote=True)
+
+
+# Modules torch imports lazily, on first use, that grading cases commonly reach: creating any
+# torch.optim optimizer imports torch._dynamo (about 1 s). A warm worker imports them once, so
+# that the submissions and test cases forked from it do not each pay for it again.
+LAZY_IMPORTS = ("torch._dynamo",)
+
+
+def preload_lazy_imports() -> None:
+    import importlib
+
+    for name in LAZY_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - an optimisation only; the case imports it itself if needed
+            pass
 
 
 def _cap_gpu_memory(device: str) -> None:

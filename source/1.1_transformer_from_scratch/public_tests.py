@@ -45,6 +45,12 @@ def check(name: str) -> None:
         print(f"✓ {name}: all public checks passed.")
 
 
+def prepare() -> None:
+    """Load what the checks share, once: a warm grading worker calls this before it forks
+    the programs that re-run these checks for feedback, so they inherit it."""
+    demo_weights()
+
+
 def lite_model():
     """The lite (or full, by AUTOGRADER_PROFILE) GPT-2 as a TransformerLens model, loaded once."""
     if "model" not in _CACHE:

@@ -61,6 +61,12 @@ def check(name: str) -> None:
 # ----------------------------------------------------------------------------- shared pieces
 
 
+def prepare() -> None:
+    """Load what the checks share, once: a warm grading worker calls this before it forks
+    the programs that re-run these checks for feedback, so they inherit it."""
+    _model()
+
+
 def _model():
     if "model" not in _CACHE:
         from brackets_helpers import PROFILE, load_model

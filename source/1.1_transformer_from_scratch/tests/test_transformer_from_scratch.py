@@ -245,21 +245,51 @@ def _reference_stand_in_model(student, reference, cfg, weights):
     return model
 
 
+STAND_IN_WIDTH = 32
+
+
+def _stand_in_language_model(nn, state):
+    """A small language model made of torch's own layers (tokens -> logits), built with ``nn``:
+    ``torch.nn`` here, or ``student.torch.nn`` to build it in the student's process.
+
+    ``training_step`` needs nothing more from its model, and it is no exercise's
+    solution, so it can run in the student's process: the step's forward and
+    backward then cost no round trip to the grader.
+    """
+    vocab, width = state["0.weight"].shape
+    model = nn.Sequential(nn.Embedding(vocab, width), nn.Linear(width, vocab))
+    model.load_state_dict(state)
+    return model
+
+
 @fixture
-def reference_training(reference, cfg, weights, text_tokens, device):
+def stand_in_state(cfg, seed, device):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "0.weight": (torch.randn(cfg.d_vocab, STAND_IN_WIDTH, generator=g) * 0.5).to(device),
+        "1.weight": (torch.randn(cfg.d_vocab, STAND_IN_WIDTH, generator=g) * 0.1).to(device),
+        "1.bias": torch.zeros(cfg.d_vocab).to(device),
+    }
+
+
+def _student_stand_in(student, stand_in_state, device):
+    return _stand_in_language_model(student.torch.nn, stand_in_state).to(str(device))
+
+
+@fixture
+def reference_training(reference, stand_in_state, text_tokens, device):
     """The reference's losses and parameters over two AdamW steps: the same for every submission."""
-    ref = reference.DemoTransformer(cfg).to(device)
-    ref.load_state_dict(weights)
-    ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-3)
-    losses = [torch.as_tensor(reference.training_step(ref, ref_opt, text_tokens)).reshape(()).detach()
+    model = _stand_in_language_model(torch.nn, stand_in_state).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = [torch.as_tensor(reference.training_step(model, opt, text_tokens)).reshape(()).detach()
               for _ in range(2)]  # two steps: forgetting zero_grad only shows on the second
-    return losses, {k: v.detach().clone() for k, v in ref.state_dict().items()}
+    return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 @grades("training_step")
-def test_training_step_matches_reference(student, reference, cfg, weights, text_tokens, reference_training):
+def test_training_step_matches_reference(student, reference, stand_in_state, text_tokens, reference_training, device):
     student.use_reference("get_log_probs", reference.get_log_probs)
-    model = _reference_stand_in_model(student, reference, cfg, weights)
+    model = _student_stand_in(student, stand_in_state, device)
     opt = student.torch.optim.AdamW(model.parameters(), lr=1e-3)
     ref_losses, ref_params = reference_training
     for step, ref_loss in enumerate(ref_losses):
@@ -271,9 +301,9 @@ def test_training_step_matches_reference(student, reference, cfg, weights, text_
 
 
 @grades("training_step")
-def test_training_step_reduces_loss(student, reference, cfg, weights, text_tokens):
+def test_training_step_reduces_loss(student, reference, stand_in_state, text_tokens, device):
     student.use_reference("get_log_probs", reference.get_log_probs)
-    model = _reference_stand_in_model(student, reference, cfg, weights)
+    model = _student_stand_in(student, stand_in_state, device)
     opt = student.torch.optim.SGD(model.parameters(), lr=0.05)
     losses = [float(torch.as_tensor(student.training_step(model, opt, text_tokens))) for _ in range(6)]
     assert_metric(losses[-1], at_most=losses[0] - 1e-3, what=f"loss after 6 steps (losses: {[round(l, 3) for l in losses]})")
