@@ -60,7 +60,17 @@ def test_installs_only_the_locked_set(kind):
         assert "-c constraints.txt" in cmd, f"{kind}: pip install without the lock: {cmd.strip()}"
         named = [w for w in cmd.split("pip install", 1)[1].split() if not w.startswith("-") and "://" not in w
                  and w not in ("constraints.txt",) and not w.startswith("${")]
-        assert set(named) <= {"torch", "."}, f"{kind}: installs {named} by hand, outside the lock"
+        # dependencies.txt: pyproject.toml's own dependency list, written in the same RUN (layer caching)
+        assert set(named) <= {"torch", ".", "dependencies.txt"}, f"{kind}: installs {named} by hand, outside the lock"
+    assert "['project']['dependencies']" in text and "> dependencies.txt" in text
+
+
+@pytest.mark.parametrize("kind", DOCKERFILES)
+def test_dependencies_are_a_layer_before_the_code(kind):
+    """A change to the autograder's code must not reinstall torch and the course stack."""
+    text = DOCKERFILES[kind].read_text()
+    build = text.split("\nFROM ", 2)[1]
+    assert build.index("-r dependencies.txt") < build.index("COPY autograder") < build.index("--no-deps .")
 
 
 def test_both_images_install_the_same_set():
