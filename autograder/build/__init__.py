@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from autograder.authoring.assignment import Assignment, discover_assignments, find_assignment
-from autograder.build.compile import compile_assignment
 from autograder.build.tree import diff_tree, write_tree
+
+# compile (and the nbgrader preprocessors it uses, half a second to import) is imported where
+# it is used: grading workers import autograder.build.tree and nothing else from here.
 from autograder.layout import CourseLayout
 
 
@@ -19,6 +21,8 @@ class BuildReport:
 def build_course(layout: CourseLayout, check: bool = False, only: list[str] | None = None) -> BuildReport:
     """Compile every assignment (or those ``only`` names, by id prefix); write
     release/ and the bundles, or (``check``) only compare release/."""
+    from autograder.build.compile import compile_assignment
+
     report = BuildReport()
     assignments = discover_assignments(layout.source)
     chosen = [find_assignment(layout.source, name) for name in only] if only else assignments
@@ -47,6 +51,8 @@ def ensure_bundle(layout: CourseLayout, assignment: Assignment) -> None:
     Only the bundle is written: release/ is what the instructor commits, and
     changes to it go through ``autograder build``.
     """
+    from autograder.build.compile import compile_assignment
+
     compiled = compile_assignment(assignment)
     bundle_dir = layout.bundles / assignment.id
     if diff_tree(bundle_dir, compiled.bundle):
