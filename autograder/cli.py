@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+# Imports stay light: ``autograder grade --jobs N`` hands work to N worker processes, and
+# everything this process imports first (torch, nbgrader) only delays their start.
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -22,13 +24,12 @@ from autograder import __version__
 from autograder.authoring.assignment import AssignmentError, find_assignment
 from autograder.authoring.notebook import NotebookError
 from autograder.build import build_course, ensure_bundle
-from autograder.build.compile import LeakError
-from autograder.build.samples import sample_submissions
+from autograder.build.leaks import LeakError
 from autograder.grade.bundle import BundleError, load_bundle
-from autograder.grade.docker_backend import DockerSettings
+from autograder.grade.docker_settings import DockerSettings
 from autograder.grade.executors import GraderSpec, make_executor
 from autograder.grade.gpu_slots import GpuPlanError, gpu_memory_mb, parse_gpus, plan_gpu_slots
-from autograder.grade.runner import with_overrides
+from autograder.grade.limits import with_overrides
 from autograder.grade.sandbox import SandboxUnavailable
 from autograder.grade.submission import find_submissions, submission_name
 from autograder.grade.results import remove_stale_temporaries, write_json_atomic, write_text_atomic
@@ -172,6 +173,8 @@ def cmd_build(args: argparse.Namespace, layout: CourseLayout) -> int:
 
 
 def cmd_samples(args: argparse.Namespace, layout: CourseLayout) -> int:
+    from autograder.build.samples import sample_submissions  # nbgrader's preprocessors: half a second to import
+
     assignment = find_assignment(layout.source, args.assignment)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, data in sample_submissions(assignment).items():

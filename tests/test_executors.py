@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from sqlalchemy import text
@@ -67,6 +69,30 @@ def test_serial_batch_scores(serial):
 @pytest.mark.slow
 def test_parallel_workers_grade_like_serial(toy_layout, batch, serial, tmp_path):
     assert grade(toy_layout, batch, tmp_path / "out", "--jobs", "2") == serial
+
+
+@pytest.mark.slow
+def test_a_batch_parent_never_imports_torch(toy_layout, batch, serial, tmp_path):
+    """With --jobs N the parent only hands out work: what it imports first delays every worker's start.
+
+    torch is made unimportable in the parent (not in its workers, which are fresh interpreters):
+    the batch must still grade exactly like the serial one.
+    """
+    out = tmp_path / "out"
+    args = ["--root", str(toy_layout.root), "grade", "0.1", str(batch), "--out", str(out),
+            "--db", str(out / "book.sqlite"), "--jobs", "2"]
+    if available_sandbox() == "none":
+        args.append("--no-sandbox")
+    driver = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # any import of it now raises\n"
+        "from autograder.cli import main\n"
+        f"raise SystemExit(main({args!r}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    scores = {p.parent.name: json.loads(p.read_text())["score"] for p in out.glob("*/results.json")}
+    assert scores == {name: value[0] for name, value in serial.items()}
 
 
 @pytest.mark.slow

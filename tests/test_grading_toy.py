@@ -250,3 +250,34 @@ def test_a_reference_that_switches_grad_off_does_not_switch_it_off_for_the_proce
     assert torch.is_grad_enabled()
     grader = Grader(bundle, sandbox="none")
     assert torch.is_grad_enabled() and grader.grad_mode is False
+
+
+def test_time_in_a_tests_fixtures_is_recorded_apart_from_its_body(toy_layout, toy_assignment, tmp_path):
+    """The benchmark's overhead counts both (benchmarks/grading_throughput.py); results.json keeps them apart."""
+    import functools
+    import time
+
+    from autograder.grade.bundle import load_bundle
+    from autograder.grade.runner import Grader
+
+    grader = Grader(load_bundle(toy_layout.bundles / toy_assignment.id), sandbox=available_sandbox(),
+                    warm=False, public_checks=False)
+    make_cfg = grader.fixtures["cfg"]
+
+    @functools.wraps(make_cfg)  # keeps its signature: the fixture still asks for `reference`
+    def slow_cfg(**kwargs):
+        time.sleep(0.5)
+        return make_cfg(**kwargs)
+
+    grader.fixtures["cfg"] = slow_cfg
+    try:
+        result = grade_nb(grader, tmp_path, reference_submission(toy_assignment))
+    finally:
+        grader.close()
+    outcomes = {t.name: t for e in result.exercises for t in e.tests}
+    assert outcomes["scale"].setup_s >= 0.5 > outcomes["scale"].duration_s
+    # computed once per batch: the next test that asks for it finds it ready
+    assert outcomes["double scale"].setup_s < 0.5 and outcomes["softmax random"].setup_s < 0.5
+    extra = {t["name"]: t["extra_data"] for t in result.to_gradescope()["tests"]}
+    assert extra["scale: scale"]["setup_s"] >= 0.5
+    assert all(e["duration_s"] > 0 for e in extra.values())

@@ -52,6 +52,10 @@ def processes():
                 pass
     return sorted(out)
 
+def frozen_objects():
+    import gc
+    return gc.get_freeze_count()
+
 def pids():
     return sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
 
@@ -113,6 +117,9 @@ def test_spawned_program_has_the_warm_state_and_no_capabilities(warm_worker, tmp
     assert student.WARM == "yes"
     zero = "0" * 16
     assert student.capabilities() == {"CapEff": zero, "CapPrm": zero, "CapBnd": zero, "NoNewPrivs": "1"}
+    # What a case inherits is frozen, out of its garbage collector's reach: a full collection
+    # would otherwise copy the whole inherited heap into the case (worker._freeze_heap).
+    assert student.frozen_objects() > 10_000
     conn.close()
     program.close()
 

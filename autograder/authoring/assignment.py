@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder.grade.student import Limits
+from autograder.grade.limits import Limits
 
 
 class AssignmentError(ValueError):

@@ -33,14 +33,10 @@ from autograder.authoring.notebook import (
     is_setup_cell,
     read_source_notebook,
 )
-from autograder.build.leaks import find_leaks
+from autograder.build.leaks import LeakError, find_leaks  # noqa: F401 - LeakError re-exported
 from autograder.build.preprocessors import release_pipeline, run_pipeline
 from autograder.grade.bundle import manifest_hash
 from autograder.grade.submission import source_hash
-
-
-class LeakError(ValueError):
-    """A solution line would reach students; the message names it and where."""
 
 
 @dataclass(frozen=True)

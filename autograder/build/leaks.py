@@ -21,6 +21,10 @@ from autograder.authoring.notebook import BEGIN_SOLUTION, END_SOLUTION, solution
 LONG_LINE = 12
 
 
+class LeakError(ValueError):
+    """A solution line would reach students; the message names it and where."""
+
+
 def find_leaks(source_nb: NotebookNode, release_files: dict[str, bytes]) -> list[str]:
     """One message per solution line found under the release, naming the file."""
     solution_lines = {

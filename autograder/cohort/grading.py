@@ -27,7 +27,6 @@ from autograder.grade.bundle import load_bundle
 from autograder.grade.executors import GraderSpec, make_executor
 from autograder.grade.regrade import grade_change, merged, recorded_result, stale_exercises
 from autograder.grade.results import write_json_atomic, write_text_atomic
-from autograder.grade.runner import bundle_fingerprints
 from autograder.grade.submission import submission_name
 from autograder.gradebook import grades_for, intake_for, open_gradebook, record
 from autograder.layout import CourseLayout
@@ -48,6 +47,8 @@ def cmd_regrade(args: argparse.Namespace, layout: CourseLayout) -> int:
     if unknown:
         console.print(f"[red]error:[/red] {assignment.id} has no exercise {unknown[0]!r} (it has: {', '.join(order)})")
         return 2
+    from autograder.grade.runner import bundle_fingerprints  # torch: only where a regrade needs it
+
     fingerprints = bundle_fingerprints(bundle, args.profile, args.device, cohort.seed)
     files = {(i.student, i.sha256): Path(i.stored_path) for i in intake_for(engine, cohort.name, assignment.id)}
     # Submissions grouped by the exact exercises they need again: one grading pass per group.

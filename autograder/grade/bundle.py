@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.grade.student import Limits
+from autograder.grade.limits import Limits
 
 
 class BundleError(RuntimeError):

@@ -22,7 +22,6 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import autograder
@@ -38,18 +37,10 @@ from autograder.grade.student import (
     scrubbed_environment,
 )
 
+from autograder.grade.docker_settings import DockerSettings  # noqa: F401 - where callers have long found it
+
 WIRE_DIR = "/run/autograder"
 NOBODY = "65534:65534"
-
-
-@dataclass(frozen=True)
-class DockerSettings:
-    image: str = "autograder-grader:latest"
-    mount_host_python: bool = False
-    python: str = "/opt/venv/bin/python"  # the interpreter inside the image (grading_images/*: its ENTRYPOINT)
-    # A host asset cache mounted read-only over the image's own /opt/assets (the full
-    # profile's models, too big to bake into every image). None: the image's assets.
-    assets: Path | None = None
 
 
 def docker_client():

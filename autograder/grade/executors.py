@@ -19,16 +19,18 @@ import tempfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from autograder.build.tree import read_tree, write_tree
 from autograder.grade.bundle import load_bundle
-from autograder.grade.docker_backend import DockerSettings
+from autograder.grade.docker_settings import DockerSettings
 from autograder.grade.gpu_slots import GpuSlot
 from autograder.grade.results import SubmissionResult
-from autograder.grade.runner import Grader
 from autograder.grade.sandbox import make_sandbox
-from autograder.grade.student import Limits
+from autograder.grade.limits import Limits
+
+if TYPE_CHECKING:  # the runner needs torch: a batch's parent process never imports it, only its workers
+    from autograder.grade.runner import Grader
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,9 @@ class GraderSpec:
     # Filled in for remote workers, which may not share this machine's disk.
     bundle_files: dict[str, bytes] = field(default_factory=dict, repr=False)
 
-    def make_grader(self) -> Grader:
+    def make_grader(self) -> "Grader":
+        from autograder.grade.runner import Grader
+
         bundle_dir = self.bundle_dir
         if self.bundle_files:
             bundle_dir = Path(tempfile.mkdtemp(prefix="autograder-bundle-")) / "bundle"
@@ -64,7 +68,7 @@ class GraderSpec:
         return replace(self, bundle_files=files)
 
 
-def _grade_bytes(grader: Grader, name: str, suffix: str, data: bytes) -> SubmissionResult:
+def _grade_bytes(grader: "Grader", name: str, suffix: str, data: bytes) -> SubmissionResult:
     """Grade a submission sent as bytes, under its own name."""
     with tempfile.TemporaryDirectory(prefix="autograder-submission-") as tmp:
         path = Path(tmp) / f"{name}{suffix}"
@@ -88,7 +92,7 @@ class SerialExecutor:
 
 # ---------------------------------------------------------------------- local processes
 
-_worker_grader: Grader | None = None
+_worker_grader: "Grader | None" = None
 
 
 def _one_thread() -> None:

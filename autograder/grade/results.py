@@ -19,6 +19,7 @@ class TestOutcome:
     output: str = ""
     reason: str = "passed"  # passed | wrong | error | timeout | crash | not_attempted | skipped
     duration_s: float = 0.0  # inside the test function (student code it calls included), not our set-up around it
+    setup_s: float = 0.0  # in the test's fixtures (the reference's expected values, computed once per batch)
 
     @property
     def status(self) -> str:
@@ -85,7 +86,8 @@ class SubmissionResult:
                     "status": t.status,
                     "output": t.output,
                     "visibility": "visible",
-                    "extra_data": {"exercise": t.exercise, "reason": t.reason, "duration_s": round(t.duration_s, 4)},
+                    "extra_data": {"exercise": t.exercise, "reason": t.reason, "duration_s": round(t.duration_s, 4),
+                                   "setup_s": round(t.setup_s, 4)},
                 }
                 for ex in self.exercises
                 for t in ex.tests

@@ -17,7 +17,6 @@ import tempfile
 import time
 import traceback
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,6 +37,7 @@ from autograder.grade.student import (
     StudentTimeout,
 )
 from autograder.grade.fingerprint import exercise_fingerprints
+from autograder.grade.limits import with_overrides  # noqa: F401 - re-exported for older callers
 from autograder.grade.gpu_slots import MEMORY_FRACTION_VAR, cap_this_process
 from autograder.grade.docker_backend import DockerProgram, DockerSettings, docker_client
 from autograder.grade.numerics import make_repeatable
@@ -306,7 +306,11 @@ class Grader:
             return
         conn.deadline = min(deadline, time.monotonic() + self.limits.test_timeout_s)
         try:
-            kwargs = self._resolve(test.fn, conn)
+            resolving = time.monotonic()
+            try:
+                kwargs = self._resolve(test.fn, conn)
+            finally:
+                outcome.setup_s = time.monotonic() - resolving
             with default_tolerances(self.bundle.manifest.get("tolerances", {})):
                 began = time.monotonic()
                 try:
@@ -562,7 +566,3 @@ def _overall_output(program, cell_results: dict, setup_error: str | None, tail: 
     if tail.strip():
         parts.append("Output printed by your notebook while grading (last part):\n" + tail)
     return "\n\n".join(parts)
-
-
-def with_overrides(limits: Limits, **overrides: Any) -> Limits:
-    return replace(limits, **{k: v for k, v in overrides.items() if v is not None})

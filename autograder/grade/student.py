@@ -14,7 +14,6 @@ id, and every call through it is computed here.
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import socket
 import struct
@@ -22,13 +21,13 @@ import subprocess
 import sys
 import time
 import types
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from autograder.grade import wire
+from autograder.grade.limits import Limits, memory_rlimit  # noqa: F401 - re-exported: Limits has long lived here
 from autograder.grade.numerics import environment_for
 from autograder.grade.sandbox import ASSETS_MOUNT, ProcessCap, Sandbox
 
@@ -49,48 +48,6 @@ class StudentCrashed(Exception):
 
 class StudentTimeout(Exception):
     """Student code did not answer within the time limit."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits for the student process (POSIX rlimits + wall clock)."""
-
-    memory_mb: int = 6144
-    cpu_seconds: int = 600
-    file_size_mb: int = 64
-    open_files: int = 256
-    max_processes: int = 64
-    test_timeout_s: float = 30.0
-    startup_timeout_s: float = 60.0
-    max_message_mb: int = 1024
-
-    def apply(self) -> None:
-        """Called in the child between fork and exec."""
-        mb = 1024 * 1024
-        _setrlimit(memory_rlimit(os.environ.get("AUTOGRADER_DEVICE", "cpu")), self.memory_mb * mb)
-        _setrlimit(resource.RLIMIT_CPU, self.cpu_seconds)
-        _setrlimit(resource.RLIMIT_FSIZE, self.file_size_mb * mb)
-        _setrlimit(resource.RLIMIT_NOFILE, self.open_files)
-        _setrlimit(resource.RLIMIT_CORE, 0)
-        if os.getuid() != 0:  # root ignores it; the pids cgroup covers that case
-            _setrlimit(resource.RLIMIT_NPROC, self.max_processes)
-
-
-def memory_rlimit(device: str) -> int:
-    """The limit that caps the student's host memory on ``device``.
-
-    The address space on a CPU. CUDA reserves far more address space than it
-    ever uses, so on a GPU the data segment (private writable memory) is
-    capped instead; GPU memory has its own cap (gpu_slots).
-    """
-    return resource.RLIMIT_DATA if device.startswith("cuda") else resource.RLIMIT_AS
-
-
-def _setrlimit(which: int, value: int) -> None:
-    soft, hard = resource.getrlimit(which)
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY else hard))
 
 
 def scrubbed_environment(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import linecache
 import os
 import random
@@ -405,6 +406,7 @@ def serve(sock: socket.socket, server: Server, zygote: bool) -> None:
         except (wire.PeerGone, wire.ProtocolError):
             return
         if zygote and header.get("op") == "fork":
+            _freeze_heap()
             child_sock = _fork_child(sock, header)
             if child_sock is not None:  # we are the child now
                 sock.close()
@@ -412,6 +414,17 @@ def serve(sock: socket.socket, server: Server, zygote: bool) -> None:
                 os._exit(0)
             continue
         server.handle(header, buffers)
+
+
+def _freeze_heap() -> None:
+    """Keep the garbage collector of a forked child off the objects it inherits.
+
+    A collection of the older generations walks every tracked object and writes to
+    each one's header, so a child that ran one would copy nearly the whole inherited
+    heap page by page (0.4 s with torch and transformer_lens loaded). Frozen, they
+    are never walked; what the child itself allocates is collected as usual.
+    """
+    gc.freeze()
 
 
 def _flush_output() -> None:
@@ -464,6 +477,7 @@ def serve_warm(sock: socket.socket, server: Server, options: argparse.Namespace)
         if header.get("op") != "spawn":
             server.handle(header, buffers)
             continue
+        _freeze_heap()
         child_sock = _spawn_submission(sock, header, options)
         if child_sock is not None:  # we are the submission's program now
             sock.close()
