@@ -37,7 +37,6 @@ from autograder.grade.student import (
     StudentTimeout,
 )
 from autograder.grade.fingerprint import exercise_fingerprints
-from autograder.grade.limits import with_overrides  # noqa: F401 - re-exported for older callers
 from autograder.grade.gpu_slots import MEMORY_FRACTION_VAR, cap_this_process
 from autograder.grade.docker_backend import DockerProgram, DockerSettings, docker_client
 from autograder.grade.numerics import make_repeatable
