@@ -114,9 +114,48 @@ def resolve_fixture(
     parameters = inspect.signature(fn).parameters
     args = {p: resolve_fixture(p, case_values, session, fixtures, per_case, chain + (name,)) for p in parameters}
     value = fn(**args)
-    if not per_case & set(parameters):
+    if not _needs_a_case(name, fixtures, per_case):
         session[name] = value
     return value
+
+
+def _needs_a_case(name: str, fixtures: dict[str, Callable[..., Any]], per_case: frozenset[str],
+                  chain: tuple[str, ...] = ()) -> bool:
+    """Whether fixture ``name`` depends, directly or through other fixtures, on a per-case value.
+
+    Such a fixture is computed afresh for each case: caching one that only asks for
+    another fixture which asks for ``student`` would hand the next case (and the next
+    submission) the first case's program.
+    """
+    if name in per_case:
+        return True
+    fn = fixtures.get(name)
+    if fn is None or name in chain:
+        return False  # a built-in session value, or a cycle resolve_fixture reports itself
+    return any(_needs_a_case(p, fixtures, per_case, chain + (name,)) for p in inspect.signature(fn).parameters)
+
+
+def session_fixtures(tests: list[HiddenTest], fixtures: dict[str, Callable[..., Any]],
+                     per_case: frozenset[str] = frozenset({"student"})) -> list[str]:
+    """The fixtures ``tests`` ask for (directly or not) that are shared by every case, in first-use order.
+
+    A grader can compute these before the first submission arrives, once for all its workers.
+    """
+    order: list[str] = []
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        fn = fixtures.get(name)
+        if fn is None or name in order or name in chain:
+            return
+        for p in inspect.signature(fn).parameters:
+            visit(p, chain + (name,))
+        if not _needs_a_case(name, fixtures, per_case):
+            order.append(name)
+
+    for test in tests:
+        for p in inspect.signature(test.fn).parameters:
+            visit(p, ())
+    return order
 
 
 def load_weights(module: Any, state_dict: dict, what: str = "your module") -> None:

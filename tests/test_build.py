@@ -104,6 +104,36 @@ def test_a_changed_grading_setting_is_a_new_bundle(scratch_course):
         load_bundle(after.root)
 
 
+def test_an_unchanged_source_is_not_compiled_again_and_any_change_is(scratch_course, monkeypatch):
+    """Grading checks the bundle against its source first; compiling costs a second (nbgrader's import)."""
+    import autograder.build.compile as compile_module
+    from autograder.authoring.assignment import find_assignment
+    from autograder.build import ensure_bundle
+    from autograder.grade.bundle import load_bundle
+
+    assignment = find_assignment(scratch_course.source, "0.1")
+    ensure_bundle(scratch_course, assignment)
+    compiled = []
+    real_compile = compile_module.compile_assignment
+    monkeypatch.setattr(compile_module, "compile_assignment", lambda a: compiled.append(a.id) or real_compile(a))
+    ensure_bundle(scratch_course, assignment)
+    assert compiled == []
+
+    # A hidden test edited in source/ reaches the bundle at the next grading.
+    test_file = scratch_course.source / "0.1_toy" / "tests" / "test_toy.py"
+    test_file.write_text(test_file.read_text() + "\n# edited\n")
+    ensure_bundle(scratch_course, assignment)
+    assert compiled == ["0.1_toy"]
+    bundle = load_bundle(scratch_course.bundles / "0.1_toy")
+    assert (bundle.root / "hidden" / "tests" / "test_toy.py").read_text().endswith("# edited\n")
+
+    # So does a bundle removed by hand, even with its stamp left behind.
+    shutil.rmtree(scratch_course.bundles / "0.1_toy")
+    ensure_bundle(scratch_course, assignment)
+    assert compiled == ["0.1_toy", "0.1_toy"]
+    load_bundle(scratch_course.bundles / "0.1_toy")
+
+
 @pytest.mark.parametrize("assignment", discover_assignments(REPO / "source"), ids=lambda a: a.id)
 def test_no_solution_line_anywhere_under_release(assignment):
     """Every line of every solution region is absent from the committed release/."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from sqlalchemy import text
 from autograder.build.samples import blank_submission, reference_submission, with_cell_source
 from autograder.cli import main as cli
 from autograder.gradebook import open_gradebook
-from autograder.grade.executors import gpu_fraction
+from autograder.grade.executors import ForkedExecutor, GraderSpec, gpu_fraction, make_executor
 from conftest import available_sandbox, write_notebook
 
 BUGS = {
@@ -69,6 +70,45 @@ def test_serial_batch_scores(serial):
 @pytest.mark.slow
 def test_parallel_workers_grade_like_serial(toy_layout, batch, serial, tmp_path):
     assert grade(toy_layout, batch, tmp_path / "out", "--jobs", "2") == serial
+
+
+def _warm_worker_sandboxes() -> int:
+    """bubblewrap sandboxes of warm workers running on this machine now (bwrap forks an init of its own: not counted)."""
+    def argv(pid: str) -> list[bytes]:
+        try:
+            return open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            return [b""]
+
+    def parent(pid: str) -> str:
+        try:
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
+        except (OSError, IndexError):
+            return "0"
+
+    return sum(
+        1 for pid in filter(str.isdigit, os.listdir("/proc"))
+        if argv(pid)[0].endswith(b"bwrap") and b"--warm" in argv(pid) and not argv(parent(pid))[0].endswith(b"bwrap")
+    )
+
+
+@pytest.mark.slow
+def test_forked_workers_share_one_warm_worker_and_grade_like_serial(toy_layout, batch, serial):
+    """Workers forked from one warmed-up template (the CPU default for --jobs N) spawn from its one warm worker."""
+    if available_sandbox() != "bwrap":
+        pytest.skip("SKIPPED LOUDLY: warm workers need bubblewrap")
+    executor = make_executor(GraderSpec(toy_layout.bundles / "0.1_toy"), jobs=2)
+    assert isinstance(executor, ForkedExecutor)
+    scores, sandboxes = {}, []
+    try:
+        for result in executor.grade(sorted(batch.glob("*.ipynb"))):
+            scores[result.submission] = result.score
+            sandboxes.append(_warm_worker_sandboxes())
+    finally:
+        executor.close()
+    assert scores == {name: value[0] for name, value in serial.items()}
+    assert set(sandboxes) == {1}, sandboxes
+    assert _warm_worker_sandboxes() == 0  # stopped with the batch
 
 
 @pytest.mark.slow

@@ -281,3 +281,66 @@ def test_time_in_a_tests_fixtures_is_recorded_apart_from_its_body(toy_layout, to
     extra = {t["name"]: t["extra_data"] for t in result.to_gradescope()["tests"]}
     assert extra["scale: scale"]["setup_s"] >= 0.5
     assert all(e["duration_s"] > 0 for e in extra.values())
+
+
+def test_warm_up_computes_the_shared_fixtures_once_before_the_first_submission(toy_layout, toy_assignment, tmp_path):
+    """A batch computes the reference's expected values before grading, not inside the first submission's tests."""
+    import functools
+    import time
+
+    from autograder.grade.bundle import load_bundle
+    from autograder.grade.runner import Grader
+
+    def slowed(grader):
+        make_cfg = grader.fixtures["cfg"]
+
+        @functools.wraps(make_cfg)
+        def slow_cfg(**kwargs):
+            time.sleep(0.5)
+            return make_cfg(**kwargs)
+
+        grader.fixtures["cfg"] = slow_cfg
+        return grader
+
+    bundle = load_bundle(toy_layout.bundles / toy_assignment.id)
+    grader = slowed(Grader(bundle, sandbox=available_sandbox(), public_checks=False))
+    try:
+        assert grader.warm_up() >= 0.5
+        result = grade_nb(grader, tmp_path, reference_submission(toy_assignment))
+    finally:
+        grader.close()
+    assert result.score == result.max_score
+    assert all(t.setup_s < 0.5 for e in result.exercises for t in e.tests)
+
+    # Graded for one exercise only, it computes only what that exercise's tests ask for.
+    only = slowed(Grader(bundle, sandbox=available_sandbox(), public_checks=False, warm=False, only=["softmax"]))
+    try:
+        assert only.warm_up() < 0.5
+    finally:
+        only.close()
+
+
+def test_a_fixture_that_needs_the_student_through_another_fixture_is_never_shared():
+    """Only fixtures free of per-case values are cached for the session, however deep the dependency."""
+    from autograder.testing import HiddenTest, resolve_fixture, session_fixtures
+
+    def inputs(seed):
+        return [seed, seed + 1]
+
+    def program_output(student, inputs):
+        return student * inputs[0]
+
+    def doubled(program_output):
+        return 2 * program_output
+
+    fixtures = {"inputs": inputs, "program_output": program_output, "doubled": doubled}
+    session = {"seed": 3}
+    first = resolve_fixture("doubled", {"student": 1}, session, fixtures)
+    second = resolve_fixture("doubled", {"student": 10}, session, fixtures)
+    assert (first, second) == (6, 60)
+    assert set(session) == {"seed", "inputs"}
+
+    def test_fn(doubled, inputs):
+        pass
+
+    assert session_fixtures([HiddenTest("ex", "t", 1.0, test_fn)], fixtures) == ["inputs"]

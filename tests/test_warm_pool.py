@@ -124,6 +124,49 @@ def test_spawned_program_has_the_warm_state_and_no_capabilities(warm_worker, tmp
     program.close()
 
 
+FILL_PROCESSES = '''
+import subprocess
+
+def fill_processes():
+    """Start sleepers until the process cap refuses one; how many started."""
+    kids = []
+    try:
+        for _ in range(64):
+            kids.append(subprocess.Popen(["sleep", "600"]))
+    except OSError:
+        pass
+    return len(kids)
+'''
+
+
+def test_programs_spawned_from_one_warm_worker_have_process_caps_of_their_own(warm_worker, tmp_path):
+    """Several graders share one warm worker (executors.ForkedExecutor): a fork bomb must cost only its own program."""
+    from autograder.grade.sandbox import ProcessCap
+
+    probe = ProcessCap(8)
+    if not probe.active:
+        probe.remove()
+        pytest.skip("SKIPPED LOUDLY: no writable pids cgroup here; RLIMIT_NPROC caps processes instead")
+    probe.remove()
+    limits = Limits(test_timeout_s=60, max_processes=8)
+    programs, started = [], []
+    try:
+        for name in ("bomb", "neighbour"):
+            program = warm_worker.spawn(limits, tmp_path / f"{name}.log")
+            programs.append(program)
+            assert program.exec_cells([("fill", FILL_PROCESSES)])[0]["ok"]
+            conn = program.fork()
+            started.append(StudentNamespace(conn).fill_processes())
+            conn.close()
+        cgroups = [open(f"/proc/{p.conn.pid}/cgroup").read() for p in programs]
+    finally:
+        for program in programs:
+            program.close()
+    # The first program's sleepers are still alive while the second one starts its own.
+    assert 3 <= started[0] <= 8 and started[1] == started[0], started
+    assert cgroups[0] != cgroups[1]
+
+
 def test_public_checks_are_prepared_once_in_the_warm_worker_and_case_prints_reach_the_log(tmp_path):
     """``public_tests.prepare()`` runs in the warm worker (its state is inherited, not rebuilt per
     submission), and what a forked case prints is in the submission's log although it ends in os._exit."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import jupytext
 import nbformat
 from nbformat import NotebookNode
 
@@ -33,6 +32,7 @@ class NotebookError(ValueError):
 def read_source_notebook(path: Path) -> NotebookNode:
     """Read an instructor notebook and give every cell a stable id."""
     if path.suffix == ".py":
+        import jupytext  # 0.4 s to import, so only where a .py notebook is read
         nb = jupytext.read(path, fmt="py:percent")
     else:
         nb = nbformat.read(path, as_version=4)

@@ -49,11 +49,53 @@ def ensure_bundle(layout: CourseLayout, assignment: Assignment) -> None:
     """Make the assignment's grading bundle match its source, rebuilding it if needed.
 
     Only the bundle is written: release/ is what the instructor commits, and
-    changes to it go through ``autograder build``.
+    changes to it go through ``autograder build``. A bundle compiled from these
+    very inputs (its stamp says so) is kept without compiling again: compiling
+    imports nbgrader, a second of every batch's start.
     """
+    bundle_dir = layout.bundles / assignment.id
+    stamp_path = layout.bundles / f"{assignment.id}.source-stamp"
+    stamp = source_stamp(assignment)
+    if bundle_dir.is_dir() and stamp_path.is_file() and stamp_path.read_text() == stamp:
+        return  # load_bundle still checks every file against the manifest's hashes
+
     from autograder.build.compile import compile_assignment
 
     compiled = compile_assignment(assignment)
-    bundle_dir = layout.bundles / assignment.id
     if diff_tree(bundle_dir, compiled.bundle):
         write_tree(bundle_dir, compiled.bundle)
+    stamp_path.write_text(stamp)
+
+
+# What compile and the notebook readers import (see build/compile.py, authoring/): their
+# versions are part of a bundle's stamp.
+_COMPILER_LIBRARIES = ("nbgrader", "nbconvert", "nbformat", "jupytext", "traitlets")
+
+
+def source_stamp(assignment: Assignment) -> str:
+    """A hash of everything a compiled bundle depends on.
+
+    That is the assignment's source folder, this package's code (the compiler and
+    what it uses), and the installed libraries' versions (nbgrader, nbformat...):
+    any change to one of them means compiling again.
+    """
+    import hashlib
+    from importlib import metadata
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+
+    def add_tree(root: Path, pattern: str) -> None:
+        for path in sorted(root.rglob(pattern)):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+
+    add_tree(assignment.source_dir, "*")
+    add_tree(Path(__file__).resolve().parents[1], "*.py")
+    for library in _COMPILER_LIBRARIES:
+        try:
+            digest.update(f"{library}=={metadata.version(library)}\n".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{library} missing\n".encode())
+    return digest.hexdigest()

@@ -4,7 +4,9 @@ Every executor takes the same :class:`GraderSpec` and yields the same
 :class:`~autograder.grade.results.SubmissionResult` objects, in completion
 order. Results always come back to the caller, which is the gradebook's one
 writer. Each worker process holds one :class:`~autograder.grade.runner.Grader`
-(reference, hidden tests, fixtures, warm worker) for the whole batch.
+(reference, hidden tests, fixtures, warm worker) for the whole batch. On a CPU
+the local workers are forked from one template that built it
+(:class:`ForkedExecutor`); on GPUs each starts its own (:class:`ProcessExecutor`).
 
 Only trusted data moves between the caller and its workers (the bundle,
 submission bytes, results); student code runs inside each worker's sandbox as
@@ -13,6 +15,7 @@ always.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import tempfile
@@ -61,6 +64,7 @@ class GraderSpec:
             profile=self.profile, device=self.device, limits=self.limits,
             only=list(self.only) if self.only else None, sandbox=self.sandbox,
             submission_timeout_s=self.submission_timeout_s, docker=self.docker, cohort_seed=self.cohort_seed,
+            start_warm_worker=True,  # a batch grades at once: boot it while the reference loads
         )
 
     def portable(self) -> "GraderSpec":
@@ -81,6 +85,7 @@ class SerialExecutor:
 
     def __init__(self, spec: GraderSpec):
         self.grader = spec.make_grader()
+        self.grader.warm_up()
 
     def grade(self, paths: list[Path]) -> Iterator[SubmissionResult]:
         for path in paths:
@@ -118,7 +123,7 @@ def _grade_in_worker(name: str, suffix: str, data: bytes) -> SubmissionResult:
 
 
 class ProcessExecutor:
-    """``jobs`` local worker processes, one warm Grader each, graded in parallel across cores.
+    """``jobs`` fresh local worker processes, each building its own warm Grader (GPU grading).
 
     With ``gpu_slots`` (:mod:`.gpu_slots`), one worker per slot: each sees only
     its slot's GPU, capped at its share of that GPU's memory.
@@ -152,6 +157,119 @@ class ProcessExecutor:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ForkedExecutor:
+    """``jobs`` local workers forked from one warmed-up template process (CPU only).
+
+    The template is a fresh interpreter (the caller never imports torch). It loads
+    the reference and the hidden tests, computes the fixtures every case shares
+    and starts one warm worker meanwhile (``Grader.warm_up``), then forks the
+    workers: each inherits all of that instead of paying for it again, and they
+    spawn their submissions' programs from the one warm worker, one spawn at a
+    time (each program still gets its own namespaces and process cap).
+
+    Each worker grades one submission at a time, sent over its own pipe. A
+    process pool cannot do this: its workers start from nothing, or fork the
+    caller. On a GPU use :class:`ProcessExecutor`: a process that has touched
+    CUDA cannot fork one that uses it.
+    """
+
+    def __init__(self, spec: GraderSpec, jobs: int):
+        context = multiprocessing.get_context("spawn")
+        pipes = [context.Pipe() for _ in range(jobs)]
+        self._conns = [ours for ours, _ in pipes]
+        self._template = context.Process(target=_template_main, args=(spec, [theirs for _, theirs in pipes]),
+                                         name="autograder-template")
+        self._template.start()
+        for _, theirs in pipes:
+            theirs.close()
+        self.jobs = jobs
+
+    def grade(self, paths: list[Path]) -> Iterator[SubmissionResult]:
+        from multiprocessing.connection import wait as wait_for
+
+        queue, idle, busy = list(paths), list(self._conns), {}
+        while queue or busy:
+            while queue and idle:
+                conn, path = idle.pop(), queue.pop(0)
+                conn.send((path.stem, path.suffix, path.read_bytes()))
+                busy[conn] = path
+            for conn in wait_for(list(busy)):
+                path = busy.pop(conn)
+                try:
+                    kind, value = conn.recv()
+                except (EOFError, OSError):
+                    raise RuntimeError(
+                        f"a grading worker stopped while grading {path.name} (killed, or out of memory?); "
+                        "what was graded before is saved: run the same command again to grade the rest"
+                    ) from None
+                if kind != "result":
+                    raise RuntimeError(f"a grading worker failed while grading {path.name}:\n{value}")
+                idle.append(conn)
+                yield value
+
+    def close(self) -> None:
+        # Idle workers see the pipe close and exit; a busy one finishes its submission first.
+        for conn in self._conns:
+            conn.close()
+        self._template.join()
+
+
+def _template_main(spec: GraderSpec, conns: list) -> None:
+    import signal
+    import traceback
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle: it stops us
+    _one_thread()
+    try:
+        grader = spec.make_grader()
+        grader.warm_up()
+        fork = multiprocessing.get_context("fork")
+        grader.share_warm_worker(fork.Lock())
+    except BaseException:  # noqa: BLE001 - every worker's caller hears why
+        failure = traceback.format_exc()
+        for conn in conns:
+            conn.send(("failed", f"the grader could not start:\n{failure}"))
+        return
+    global _worker_grader
+    _worker_grader = grader
+    # What the workers inherit stays out of their garbage collectors' reach: a full
+    # collection would walk (and copy, page by page) the whole shared heap in each.
+    gc.collect()
+    gc.freeze()
+    workers = [fork.Process(target=_forked_worker_main, args=(conns, i), name=f"autograder-worker-{i}")
+               for i in range(len(conns))]
+    for worker in workers:
+        worker.start()
+    for conn in conns:
+        conn.close()
+    for worker in workers:
+        worker.join()
+    grader.close()
+
+
+def _forked_worker_main(conns: list, index: int) -> None:
+    import traceback
+
+    # Only our own pipe stays open here: the caller must see another worker's pipe close when it dies.
+    for i, other in enumerate(conns):
+        if i != index:
+            other.close()
+    conn = conns[index]
+    while True:
+        try:
+            name, suffix, data = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply = ("result", _grade_in_worker(name, suffix, data))
+        except Exception:  # noqa: BLE001 - the caller stops the batch and says why
+            reply = ("error", traceback.format_exc())
+        try:
+            conn.send(reply)
+        except OSError:  # the caller is gone (interrupted)
+            return
 
 
 # ---------------------------------------------------------------------- Ray
@@ -222,4 +340,6 @@ def make_executor(spec: GraderSpec, executor: str = "local", jobs: int = 1, addr
     make_sandbox(spec.sandbox)  # refuse here, with the fix named, rather than in every worker
     if gpu_slots:
         return ProcessExecutor(spec, len(gpu_slots), gpu_slots)  # even one slot: its worker must own its GPU
-    return SerialExecutor(spec) if jobs <= 1 else ProcessExecutor(spec, jobs)
+    if jobs <= 1:
+        return SerialExecutor(spec)
+    return ForkedExecutor(spec, jobs) if spec.device == "cpu" else ProcessExecutor(spec, jobs)

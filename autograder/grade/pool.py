@@ -62,6 +62,7 @@ class WarmWorker:
         device: str,
         sandbox: Sandbox,
         log_path: Path,
+        wait: bool = True,
     ):
         self.limits, self.device = limits, device
         ours, theirs = socket.socketpair()
@@ -85,28 +86,71 @@ class WarmWorker:
         )
         theirs.close()
         self._conn = StudentConnection(ours, self._proc.pid, limits, device)
+        self._leading_cells = leading_cells
+        self._owner = os.getpid()
+        self._spawn_lock = None
+        self.leading_results: list[dict] | None = None
+        if wait:
+            self.ready()
+
+    def ready(self) -> "WarmWorker":
+        """Wait until the leading cells have run (they started with the process).
+
+        Safe to call from a thread: it only talks over the worker's socket, so the
+        caller can compute the hidden tests' fixtures meanwhile.
+        """
+        if self.leading_results is not None:
+            return self
+        limits = self.limits
         try:
-            self.leading_results: list[dict] = self._conn.request(
-                {"op": "exec_cells", "cells": [{"id": cid, "source": src} for cid, src in leading_cells]},
+            self.leading_results = self._conn.request(
+                {"op": "exec_cells", "cells": [{"id": cid, "source": src} for cid, src in self._leading_cells]},
                 timeout=limits.startup_timeout_s,
             )
         except Exception as exc:
             self.close()
             raise WarmWorkerUnavailable(f"the warm worker did not start: {exc}") from exc
-        if not device.startswith("cuda"):  # the warm worker never touches the GPU (fork)
+        if not self.device.startswith("cuda"):  # the warm worker never touches the GPU (fork)
             try:
                 self._conn.request({"op": "exec_cells", "cells": [{"id": "prepare-public-checks",
                                                                    "source": PREPARE_PUBLIC_CHECKS}]},
                                    timeout=limits.startup_timeout_s)
             except Exception:  # noqa: BLE001 - an optimisation: each check loads what it needs anyway
                 pass
+        return self
+
+    def share(self, lock) -> None:
+        """Let the processes this one forks spawn from it too, one spawn at a time under ``lock``.
+
+        Each spawned program goes into a process cap of its own (SpawnedProgram), so
+        sharing one warm worker never pools the submissions' process limits.
+        """
+        self._spawn_lock = lock
 
     @property
     def alive(self) -> bool:
-        return self._proc.poll() is None
+        if os.getpid() == self._owner:
+            return self._proc.poll() is None
+        try:  # a sharer is not the worker's parent: it can only look
+            with open(f"/proc/{self._proc.pid}/stat", "rb") as stat:
+                return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+        except (OSError, IndexError):
+            return False
 
     def spawn(self, limits: Limits, log_path: Path) -> SpawnedProgram:
         """A fresh program for one submission, in the state the leading cells left."""
+        if self.leading_results is None:
+            self.ready()
+        if self._spawn_lock is None:
+            return self._spawn(limits, log_path)
+        if not self._spawn_lock.acquire(timeout=limits.startup_timeout_s):
+            raise StudentCrashed("the shared warm worker stayed busy with another grader's spawn")
+        try:
+            return self._spawn(limits, log_path)
+        finally:
+            self._spawn_lock.release()
+
+    def _spawn(self, limits: Limits, log_path: Path) -> SpawnedProgram:
         log = open(log_path, "wb")
         try:
             wire.send_message(self._sock, {"op": "spawn", "id": 0, "limits": asdict(limits)}, [])
@@ -125,6 +169,8 @@ class WarmWorker:
         return SpawnedProgram(socket.socket(fileno=fds[0]), log_path, log, limits, self.device)
 
     def close(self) -> None:
+        if os.getpid() != self._owner:
+            return  # shared: the process that started it stops it, once every sharer is done
         try:
             os.killpg(self._proc.pid, 9)
         except (ProcessLookupError, PermissionError):

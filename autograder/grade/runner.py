@@ -14,6 +14,7 @@ import inspect
 import os
 import shutil
 import tempfile
+import threading
 import time
 import traceback
 import warnings
@@ -43,7 +44,7 @@ from autograder.grade.numerics import make_repeatable
 from autograder.grade.pool import WarmWorker, WarmWorkerUnavailable
 from autograder.grade.sandbox import NO_SANDBOX_NOTE, make_sandbox
 from autograder.grade.submission import Submission, SubmissionError, build_program, read_submission, source_hash
-from autograder.testing import HiddenTest, collect, resolve_fixture
+from autograder.testing import HiddenTest, collect, resolve_fixture, session_fixtures
 
 _PER_CASE_FIXTURES = frozenset({"student"})
 PUBLIC_CHECKS_FILE = "student/public_tests.py"
@@ -105,6 +106,7 @@ class Grader:
         fresh_program_per_case: bool | None = None,
         public_checks: bool = True,
         docker: "DockerSettings | None" = None,
+        start_warm_worker: bool = False,
     ):
         self.bundle = bundle
         self.profile = profile
@@ -120,29 +122,6 @@ class Grader:
         make_repeatable(device)  # before the reference or any fixture touches the GPU
         if device.startswith("cuda"):
             cap_this_process()  # this worker's share of its GPU (gpu_slots); the trusted side never forks
-        tag = bundle.assignment.replace(".", "_").replace("-", "_")
-        # The reference may switch torch's grad mode for itself (a notebook that only
-        # runs models forward): keep that mode for this assignment's grading only, and
-        # give the rest of the process (other graders, the caller) back its own.
-        outer_grad_mode = torch.is_grad_enabled()
-        self.reference = bundle.load_module("reference.py", f"autograder_reference_{tag}")
-        self.tests, self.fixtures, hidden_sources = load_hidden_tests(bundle)
-        self.grad_mode = torch.is_grad_enabled()
-        torch.set_grad_enabled(outer_grad_mode)
-        self.seed = run_seed(int(bundle.manifest.get("seed", 0)), cohort_seed)
-        # See _RunningProgram: forking a program per case is for CPUs only.
-        self.fresh_program_per_case = device.startswith("cuda") if fresh_program_per_case is None else fresh_program_per_case
-        self._session: dict[str, Any] = {
-            "reference": self.reference,
-            "profile": profile,
-            "device": torch.device(device),
-            "seed": self.seed,
-            "bundle_dir": bundle.root,
-        }
-        self.fingerprints = exercise_fingerprints(
-            bundle.manifest, hidden_sources, self.tests, self.fixtures,
-            {"profile": profile, "device": str(torch.device(device)), "seed": self.seed},
-        )
         self._release_nb = bundle.release_notebook()
         # Warm worker: the leading setup cells (imports, model loads) run once per
         # batch; each submission is spawned from there in fresh namespaces.
@@ -162,6 +141,38 @@ class Grader:
         self._support: Path | None = None
         self.docker = docker or DockerSettings()
         self._docker_client = docker_client() if self.sandbox.kind == "docker" else None
+        if start_warm_worker:
+            # Booting it (imports, the leading cells) takes seconds in its own process:
+            # it overlaps with loading the reference below and with warm_up()'s fixtures.
+            self.warm_worker(wait=False)
+        tag = bundle.assignment.replace(".", "_").replace("-", "_")
+        # The reference may switch torch's grad mode for itself (a notebook that only
+        # runs models forward): keep that mode for this assignment's grading only, and
+        # give the rest of the process (other graders, the caller) back its own.
+        outer_grad_mode = torch.is_grad_enabled()
+        try:
+            self.reference = bundle.load_module("reference.py", f"autograder_reference_{tag}")
+            self.tests, self.fixtures, hidden_sources = load_hidden_tests(bundle)
+        except BaseException:
+            self.close()  # the warm worker started above, if any
+            raise
+        finally:
+            self.grad_mode = torch.is_grad_enabled()
+            torch.set_grad_enabled(outer_grad_mode)
+        self.seed = run_seed(int(bundle.manifest.get("seed", 0)), cohort_seed)
+        # See _RunningProgram: forking a program per case is for CPUs only.
+        self.fresh_program_per_case = device.startswith("cuda") if fresh_program_per_case is None else fresh_program_per_case
+        self._session: dict[str, Any] = {
+            "reference": self.reference,
+            "profile": profile,
+            "device": torch.device(device),
+            "seed": self.seed,
+            "bundle_dir": bundle.root,
+        }
+        self.fingerprints = exercise_fingerprints(
+            bundle.manifest, hidden_sources, self.tests, self.fixtures,
+            {"profile": profile, "device": str(torch.device(device)), "seed": self.seed},
+        )
 
     # ------------------------------------------------------------------ public
     def grade_path(self, path: Path) -> SubmissionResult:
@@ -235,8 +246,11 @@ class Grader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def warm_worker(self) -> "WarmWorker | None":
-        """The running warm worker, started (again) if needed; None where warm workers cannot run."""
+    def warm_worker(self, wait: bool = True) -> "WarmWorker | None":
+        """The running warm worker, started (again) if needed; None where warm workers cannot run.
+
+        ``wait=False`` returns as soon as its process is started; its ``ready()`` waits for the rest.
+        """
         if not self.warm:
             return None
         if self._warm_worker is not None and self._warm_worker.alive:
@@ -247,11 +261,52 @@ class Grader:
         try:
             self._warm_worker = WarmWorker(
                 support, self.leading_cells, self.limits, self.profile, self.device, self.sandbox,
-                support.parent / "warm_worker.log",
+                support.parent / "warm_worker.log", wait=wait,
             )
         except WarmWorkerUnavailable as exc:
             self.disable_warm(str(exc))
         return self._warm_worker
+
+    def warm_up(self) -> float:
+        """Do now, once, what the first submission would otherwise wait for; returns the seconds it took.
+
+        The warm worker starts in its own process while this one computes the
+        fixtures every test case shares (the reference's expected values, models),
+        so the two overlap on a multi-core machine. A fixture that raises is left to
+        the tests that ask for it: they report the error as they always did.
+        """
+        began = time.monotonic()
+        worker = self.warm_worker(wait=False)
+        failure: list[str] = []
+
+        def wait_for_worker() -> None:
+            try:
+                worker.ready()
+            except WarmWorkerUnavailable as exc:
+                failure.append(str(exc))
+
+        waiting = threading.Thread(target=wait_for_worker, name="warm-worker-start") if worker else None
+        if waiting:
+            waiting.start()
+        try:
+            tests = [t for t in self.tests if not self.only or t.exercise in self.only]
+            with torch.set_grad_enabled(self.grad_mode):
+                for name in session_fixtures(tests, self.fixtures, _PER_CASE_FIXTURES):
+                    try:
+                        resolve_fixture(name, {}, self._session, self.fixtures, _PER_CASE_FIXTURES)
+                    except Exception:  # noqa: BLE001 - see the docstring
+                        pass
+        finally:
+            if waiting:
+                waiting.join()
+        if failure:
+            self.disable_warm(failure[0])
+        return time.monotonic() - began
+
+    def share_warm_worker(self, lock) -> None:
+        """Let processes forked from this one spawn submissions from its warm worker (see executors)."""
+        if self._warm_worker is not None:
+            self._warm_worker.share(lock)
 
     def support_dir(self) -> Path:
         """The assignment's support files, staged once per batch (read-only to warm workers and containers)."""

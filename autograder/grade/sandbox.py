@@ -193,8 +193,12 @@ class ProcessCap:
 
     def join(self) -> None:
         """Move the calling process (a child between fork and exec) into the cgroup."""
+        self.adopt(os.getpid())
+
+    def adopt(self, pid: int) -> None:
+        """Move process ``pid`` into the cgroup; what it forks from then on counts here."""
         if self.path is not None:
-            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+            (self.path / "cgroup.procs").write_text(str(pid))
 
     def remove(self) -> None:
         if self.path is None:
@@ -205,12 +209,12 @@ class ProcessCap:
                     os.kill(int(pid), 9)
                 except ProcessLookupError:
                     pass
-            for _ in range(50):
+            for attempt in range(60):
                 try:
                     self.path.rmdir()
                     break
-                except OSError:
-                    time.sleep(0.02)
+                except OSError:  # busy until the killed processes have exited
+                    time.sleep(min(0.02, 0.001 * 2**attempt))
         except OSError:
             pass
         self.path = None

@@ -209,9 +209,17 @@ class SpawnedProgram(_Program):
     def __init__(self, sock: socket.socket, log_path: Path, log: Any, limits: Limits, device: str):
         self._sock, self.log_path, self._log, self.limits, self.device = sock, log_path, log, limits, device
         self.conn = StudentConnection(sock, peer_pid(sock.fileno()), limits, device)
+        # Its own process cap, taken before it runs any student code (it waits for our first
+        # request): the warm worker's cap may be shared by programs of several graders.
+        self._cap = ProcessCap(limits.max_processes)
+        try:
+            self._cap.adopt(self.conn.pid)
+        except OSError:  # it already exited: the first request says so
+            pass
 
     def close(self) -> None:
         self.conn.kill()
+        self._cap.remove()
         self._log.close()
 
 

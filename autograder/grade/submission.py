@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jupytext
 import nbformat
 
 SUBMISSION_SUFFIXES = (".ipynb", ".py")
@@ -78,6 +77,7 @@ def read_submission(path: Path) -> Submission:
         raise SubmissionError(f"{path.name} is not UTF-8 text ({exc}); save it again from Jupyter.") from exc
     if path.suffix == ".py":
         try:
+            import jupytext  # 0.4 s to import, so only where a .py notebook is read
             nb = jupytext.reads(text, fmt="py:percent")
         except Exception as exc:  # jupytext raises many kinds
             raise SubmissionError(f"{path.name} is not a jupytext percent-format script: {exc}") from exc
