@@ -27,7 +27,7 @@ from autograder.build import build_course, ensure_bundle
 from autograder.build.leaks import LeakError
 from autograder.grade.bundle import BundleError, load_bundle
 from autograder.grade.docker_settings import DockerSettings
-from autograder.grade.executors import GraderSpec, make_executor
+from autograder.grade.executors import GraderSpec, WorkerFailed, make_executor
 from autograder.grade.gpu_slots import GpuPlanError, gpu_memory_mb, parse_gpus, plan_gpu_slots
 from autograder.grade.limits import with_overrides
 from autograder.grade.sandbox import SandboxUnavailable
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         layout = CourseLayout(args.root.resolve()) if args.root else CourseLayout.find()
         return args.func(args, layout)
     except (AssignmentError, NotebookError, LeakError, BundleError, SandboxUnavailable, FileNotFoundError,
-            CohortError, GpuPlanError) as exc:
+            CohortError, GpuPlanError, WorkerFailed) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
 

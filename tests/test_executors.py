@@ -13,7 +13,7 @@ from sqlalchemy import text
 from autograder.build.samples import blank_submission, reference_submission, with_cell_source
 from autograder.cli import main as cli
 from autograder.gradebook import open_gradebook
-from autograder.grade.executors import ForkedExecutor, GraderSpec, gpu_fraction, make_executor
+from autograder.grade.executors import ForkedExecutor, GraderSpec, WorkerFailed, gpu_fraction, make_executor
 from conftest import available_sandbox, write_notebook
 
 BUGS = {
@@ -109,6 +109,41 @@ def test_forked_workers_share_one_warm_worker_and_grade_like_serial(toy_layout, 
     assert scores == {name: value[0] for name, value in serial.items()}
     assert set(sandboxes) == {1}, sandboxes
     assert _warm_worker_sandboxes() == 0  # stopped with the batch
+
+
+def test_workers_that_cannot_start_say_why(batch, tmp_path):
+    executor = ForkedExecutor(GraderSpec(tmp_path / "no-such-bundle"), jobs=2)
+    try:
+        with pytest.raises(WorkerFailed, match="the grader could not start"):
+            list(executor.grade(sorted(batch.glob("*.ipynb"))))
+    finally:
+        executor.close()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_batch_stops_the_batch_with_what_to_do(toy_layout, batch):
+    """The caller hears which submission was lost and that rerunning resumes (the CLI records as it goes)."""
+    import signal
+
+    executor = ForkedExecutor(GraderSpec(toy_layout.bundles / "0.1_toy", sandbox=available_sandbox()), jobs=2)
+    graded = []
+    try:
+        with pytest.raises(WorkerFailed, match="stopped while grading .*run the same command again"):
+            for result in executor.grade(sorted(batch.glob("*.ipynb")) * 3):
+                graded.append(result.submission)
+                if len(graded) == 1:
+                    workers = [pid for pid in os.listdir("/proc") if pid.isdigit()
+                               and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
+                               == str(executor._template.pid)]
+                    assert len(workers) >= 2, workers  # its two workers (and the warm worker's sandbox)
+                    for pid in workers:
+                        if b"autograder.grade.worker" not in open(f"/proc/{pid}/cmdline", "rb").read() and \
+                                b"bwrap" not in open(f"/proc/{pid}/cmdline", "rb").read():
+                            os.kill(int(pid), signal.SIGKILL)
+                            break
+    finally:
+        executor.close()
+    assert 1 <= len(graded) < 30
 
 
 @pytest.mark.slow

@@ -159,6 +159,10 @@ class ProcessExecutor:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+class WorkerFailed(RuntimeError):
+    """A local grading worker could not start, or stopped mid-batch; the message says which and why."""
+
+
 class ForkedExecutor:
     """``jobs`` local workers forked from one warmed-up template process (CPU only).
 
@@ -193,19 +197,24 @@ class ForkedExecutor:
         while queue or busy:
             while queue and idle:
                 conn, path = idle.pop(), queue.pop(0)
-                conn.send((path.stem, path.suffix, path.read_bytes()))
+                try:
+                    conn.send((path.stem, path.suffix, path.read_bytes()))
+                except OSError:
+                    pass  # the worker is gone: reading its pipe below says why
                 busy[conn] = path
             for conn in wait_for(list(busy)):
                 path = busy.pop(conn)
                 try:
                     kind, value = conn.recv()
                 except (EOFError, OSError):
-                    raise RuntimeError(
+                    raise WorkerFailed(
                         f"a grading worker stopped while grading {path.name} (killed, or out of memory?); "
                         "what was graded before is saved: run the same command again to grade the rest"
                     ) from None
+                if kind == "failed":
+                    raise WorkerFailed(value)
                 if kind != "result":
-                    raise RuntimeError(f"a grading worker failed while grading {path.name}:\n{value}")
+                    raise WorkerFailed(f"a grading worker failed while grading {path.name}:\n{value}")
                 idle.append(conn)
                 yield value
 
