@@ -72,18 +72,23 @@ def test_parallel_workers_grade_like_serial(toy_layout, batch, serial, tmp_path)
     assert grade(toy_layout, batch, tmp_path / "out", "--jobs", "2") == serial
 
 
-def _warm_worker_sandboxes(started_by: int) -> set[int]:
-    """The bubblewrap sandboxes of warm workers that process ``started_by`` runs now."""
-    found = set()
+def _children(parent: int) -> dict[int, list[bytes]]:
+    """pid -> argv of the processes whose parent is ``parent`` now (those that exit meanwhile are left out)."""
+    found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-            parent = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+            ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        if parent == started_by and argv[0].endswith(b"bwrap") and b"--warm" in argv:
-            found.add(int(pid))
+        if ppid == parent:
+            found[int(pid)] = argv
     return found
+
+
+def _warm_worker_sandboxes(started_by: int) -> set[int]:
+    """The bubblewrap sandboxes of warm workers that process ``started_by`` runs now."""
+    return {pid for pid, argv in _children(started_by).items() if argv[0].endswith(b"bwrap") and b"--warm" in argv}
 
 
 @pytest.mark.slow
@@ -127,15 +132,13 @@ def test_a_worker_killed_mid_batch_stops_the_batch_with_what_to_do(toy_layout, b
             for result in executor.grade(sorted(batch.glob("*.ipynb")) * 3):
                 graded.append(result.submission)
                 if len(graded) == 1:
-                    workers = [pid for pid in os.listdir("/proc") if pid.isdigit()
-                               and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
-                               == str(executor._template.pid)]
-                    assert len(workers) >= 2, workers  # its two workers (and the warm worker's sandbox)
-                    for pid in workers:
-                        if b"autograder.grade.worker" not in open(f"/proc/{pid}/cmdline", "rb").read() and \
-                                b"bwrap" not in open(f"/proc/{pid}/cmdline", "rb").read():
-                            os.kill(int(pid), signal.SIGKILL)
-                            break
+                    template = executor._template.pid
+                    children = _children(template)
+                    # Its two workers are forks of the template itself (its other child: the warm worker's sandbox).
+                    same = open(f"/proc/{template}/cmdline", "rb").read().split(b"\0")
+                    workers = [pid for pid, argv in children.items() if argv == same]
+                    assert len(workers) == 2, children
+                    os.kill(workers[0], signal.SIGKILL)
     finally:
         executor.close()
     assert 1 <= len(graded) < 30
@@ -183,3 +186,31 @@ def test_gpu_fraction_follows_the_memory_estimate():
     assert gpu_fraction(1, 80000) == 0.01
     with pytest.raises(ValueError):
         gpu_fraction(1000, 0)
+
+
+def test_a_batch_grader_starts_its_warm_worker_before_it_imports_torch(toy_layout):
+    """The warm worker's boot (Python, torch, the leading cells) overlaps this process's own imports."""
+    probe = f"""
+import sys
+from pathlib import Path
+from autograder.grade import warm_boot
+from autograder.grade.executors import GraderSpec
+
+seen = []
+original = warm_boot.WarmBoot.__init__
+def recording(self, *args, **kwargs):
+    seen.append("torch" in sys.modules)
+    original(self, *args, **kwargs)
+warm_boot.WarmBoot.__init__ = recording
+grader = GraderSpec(Path({str(toy_layout.bundles / "0.1_toy")!r}), sandbox="bwrap").make_grader(torch_threads=1)
+try:
+    grader.warm_up()
+    print(seen, grader.warm, "torch" in sys.modules)
+finally:
+    grader.close()
+"""
+    if available_sandbox() != "bwrap":
+        pytest.skip("warm workers need bubblewrap")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["[False]", "True", "True"], done.stdout

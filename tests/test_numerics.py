@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from autograder.grade.numerics import CUBLAS_WORKSPACE, make_repeatable
-from autograder.grade.student import scrubbed_environment
+from autograder.grade.sandbox import scrubbed_environment
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ and grade exactly the same."""
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -11,6 +12,7 @@ import pytest
 from autograder.build.samples import blank_submission, reference_submission, with_cell_source
 from autograder.grade.bundle import load_bundle
 from autograder.grade.pool import WarmWorker
+from autograder.grade.warm_boot import WarmBoot
 from autograder.grade.runner import Grader
 from autograder.grade.sandbox import Sandbox, SandboxUnavailable, check_bwrap
 from autograder.grade.student import Limits, StudentNamespace
@@ -73,8 +75,8 @@ def warm_worker(tmp_path):
     support = tmp_path / "support"
     support.mkdir()
     (support / "support.txt").write_text("as released")
-    worker = WarmWorker(support, [("setup", "import torch\nWARM = 'yes'")], Limits(test_timeout_s=20), "lite", "cpu",
-                        Sandbox("bwrap"), tmp_path / "warm.log")
+    worker = WarmWorker(WarmBoot(support, [("setup", "import torch\nWARM = 'yes'")], Limits(test_timeout_s=20),
+                                 "lite", "cpu", Sandbox("bwrap"), tmp_path / "warm.log"))
     yield worker
     worker.close()
 
@@ -176,8 +178,8 @@ def test_public_checks_are_prepared_once_in_the_warm_worker_and_case_prints_reac
         "import os\nPREPARED_IN = None\n\ndef prepare():\n    global PREPARED_IN\n"
         "    PREPARED_IN = os.readlink('/proc/self/ns/pid')\n"
     )
-    worker = WarmWorker(support, [("setup", "import torch")], Limits(test_timeout_s=20), "lite", "cpu",
-                        Sandbox("bwrap"), tmp_path / "warm.log")
+    worker = WarmWorker(WarmBoot(support, [("setup", "import torch")], Limits(test_timeout_s=20), "lite", "cpu",
+                                 Sandbox("bwrap"), tmp_path / "warm.log"))
     try:
         program = spawn_probe(worker, tmp_path, "prepared", "def prepared_in():\n"
                                                            "    import public_tests\n"
@@ -238,3 +240,44 @@ def test_falls_back_to_cold_start_where_submissions_cannot_be_isolated(toy_layou
             assert not grader.warm
     assert result.score == 10
     assert any("could not isolate" in str(w.message) for w in caught), [str(w.message) for w in caught]
+
+
+def test_a_sandbox_that_cannot_start_torch_stops_grading_instead_of_failing_every_student(
+        toy_layout, toy_assignment, tmp_path, monkeypatch):
+    """Falling back to cold starts is for a warm worker that cannot isolate submissions. Where the sandbox
+    cannot start a student program at all, cold starts would fail too and blame every student: the full
+    probe runs then, and its SandboxUnavailable (with the fix named) stops the batch."""
+    from autograder.grade import sandbox as sandbox_module
+
+    with Grader(load_bundle(toy_layout.bundles / toy_assignment.id), sandbox="bwrap") as grader:
+        monkeypatch.setitem(sandbox_module.PROBES, "full", "import no_module_of_this_name")
+        sandbox_module.check_bwrap.cache_clear()
+        try:
+            with pytest.raises(SandboxUnavailable, match="--no-sandbox"):
+                grader.disable_warm("the warm worker did not start")
+            assert grader.warm  # nothing was switched to cold starts
+        finally:
+            sandbox_module.check_bwrap.cache_clear()
+
+
+def test_the_boot_runs_the_leading_cells_and_prepares_the_public_checks_in_one_request(tmp_path):
+    """The cells go out as the process starts (the worker runs them once its imports are done); the
+    public checks' preparation rides along but is not one of the program's cells."""
+    support = tmp_path / "support"
+    support.mkdir()
+    (support / "public_tests.py").write_text("def prepare():\n    raise RuntimeError('prepare may fail')\n")
+    boot = WarmBoot(support, [("setup", "import torch\nSET_UP = 1"), ("more", "MORE = 2")], Limits(test_timeout_s=20),
+                    "lite", "cpu", Sandbox("bwrap"), tmp_path / "warm.log")
+    worker = WarmWorker(boot, wait=False)
+    try:
+        assert worker.leading_results is None
+        worker.ready()
+        assert [(r["id"], r["ok"]) for r in worker.leading_results] == [("setup", True), ("more", True)]
+        program = spawn_probe(worker, tmp_path, "after-boot", "def values():\n    return SET_UP + MORE\n")
+        conn = program.fork()
+        assert StudentNamespace(conn).values() == 3
+        conn.close()
+        program.close()
+    finally:
+        worker.close()
+    assert not os.path.exists(f"/proc/{boot.proc.pid}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import shutil
 import sys
+import tempfile
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +73,32 @@ class Bundle:
     def support_files(self) -> list[Path]:
         notebook = self.root / self.manifest["notebook"]
         return [p for p in sorted(self.student_dir.rglob("*")) if p.is_file() and p != notebook]
+
+    def stage_support_files(self, home: Path) -> None:
+        """Copy the support files (helpers, data: all but the notebook) into ``home``, which must not exist yet."""
+        home.mkdir(parents=True)
+        for path in self.support_files():
+            dest = home / path.relative_to(self.student_dir)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+
+    def staged_support_dir(self) -> Path:
+        """A fresh copy of the support files that sandboxed processes can read; the caller removes its parent."""
+        home = Path(tempfile.mkdtemp(prefix="autograder-support-")) / "home"
+        self.stage_support_files(home)
+        home.parent.chmod(0o755)
+        return home
+
+    def leading_setup_cells(self) -> list[tuple[str, str]]:
+        """(id, source) of the setup cells before the first answer cell: the same trusted code for every submission."""
+        answer_ids, setup_ids = set(self.answer_cell_ids()), set(self.manifest["setup_cells"])
+        leading = []
+        for cell in self.release_notebook().cells:
+            if cell["id"] in answer_ids:
+                break
+            if cell["id"] in setup_ids:
+                leading.append((cell["id"], cell.source))
+        return leading
 
     def load_module(self, relative: str, name: str) -> types.ModuleType:
         """Import a bundle file as a module, with the support files importable."""

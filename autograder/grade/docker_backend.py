@@ -26,7 +26,7 @@ from pathlib import Path
 
 import autograder
 from autograder.grade.sandbox import (
-    ASSETS_MOUNT, SANDBOX_HOME, TMPFS_BYTES, WARM_SUPPORT, SandboxUnavailable, python_roots,
+    ASSETS_MOUNT, SANDBOX_HOME, TMPFS_BYTES, WARM_SUPPORT, SandboxUnavailable, python_roots, scrubbed_environment,
 )
 from autograder.grade.student import (
     Limits,
@@ -34,7 +34,6 @@ from autograder.grade.student import (
     StudentCrashed,
     _Program,
     peer_pid,
-    scrubbed_environment,
 )
 
 from autograder.grade.docker_settings import DockerSettings  # noqa: F401 - where callers have long found it

@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import shutil
 import tempfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -29,8 +30,9 @@ from autograder.grade.bundle import load_bundle
 from autograder.grade.docker_settings import DockerSettings
 from autograder.grade.gpu_slots import GpuSlot
 from autograder.grade.results import SubmissionResult
-from autograder.grade.sandbox import make_sandbox
+from autograder.grade.sandbox import SandboxUnavailable, make_sandbox
 from autograder.grade.limits import Limits
+from autograder.grade.warm_boot import WarmBoot
 
 if TYPE_CHECKING:  # the runner needs torch: a batch's parent process never imports it, only its workers
     from autograder.grade.runner import Grader
@@ -49,23 +51,45 @@ class GraderSpec:
     submission_timeout_s: float | None = None
     docker: DockerSettings | None = None
     cohort_seed: int | None = None  # varies the hidden tests' random inputs per cohort (see runner.run_seed)
+    # True where the caller has just checked, on this machine, that the sandbox starts (make_executor).
+    sandbox_checked: bool = False
     # Filled in for remote workers, which may not share this machine's disk.
     bundle_files: dict[str, bytes] = field(default_factory=dict, repr=False)
 
-    def make_grader(self) -> "Grader":
-        from autograder.grade.runner import Grader
+    def make_grader(self, torch_threads: int | None = None) -> "Grader":
+        """This spec's Grader, with its warm worker booting from the start.
 
+        The warm worker (bubblewrap) is started before this process imports torch,
+        so its boot and ours (torch, the reference, the hidden tests) overlap.
+        ``torch_threads`` caps this process's torch threads before torch does any work.
+        """
         bundle_dir = self.bundle_dir
         if self.bundle_files:
             bundle_dir = Path(tempfile.mkdtemp(prefix="autograder-bundle-")) / "bundle"
             write_tree(bundle_dir, self.bundle_files)
-        return Grader(
-            load_bundle(bundle_dir),  # checks every file against the manifest's hashes, on the worker too
-            profile=self.profile, device=self.device, limits=self.limits,
-            only=list(self.only) if self.only else None, sandbox=self.sandbox,
-            submission_timeout_s=self.submission_timeout_s, docker=self.docker, cohort_seed=self.cohort_seed,
-            start_warm_worker=True,  # a batch grades at once: boot it while the reference loads
-        )
+        bundle = load_bundle(bundle_dir)  # checks every file against the manifest's hashes, on the worker too
+        sandbox = make_sandbox(self.sandbox, probe="none" if self.sandbox_checked else "full")
+        boot = None
+        if sandbox.kind == "bwrap":
+            boot = WarmBoot.for_bundle(bundle, self.limits or bundle.limits, self.profile, self.device, sandbox)
+        try:
+            import torch
+
+            if torch_threads:
+                torch.set_num_threads(torch_threads)
+            from autograder.grade.runner import Grader
+
+            return Grader(
+                bundle, profile=self.profile, device=self.device, limits=self.limits,
+                only=list(self.only) if self.only else None, sandbox=self.sandbox,
+                submission_timeout_s=self.submission_timeout_s, docker=self.docker, cohort_seed=self.cohort_seed,
+                warm_boot=boot, sandbox_probe="none",  # checked just above
+            )
+        except BaseException:
+            if boot is not None:  # Grader closes a boot it took over; this one it may never have seen
+                boot.close()
+                shutil.rmtree(boot.support.parent, ignore_errors=True)
+            raise
 
     def portable(self) -> "GraderSpec":
         files = {k: v for k, v in read_tree(self.bundle_dir).items() if "__pycache__" not in k}
@@ -100,11 +124,8 @@ class SerialExecutor:
 _worker_grader: "Grader | None" = None
 
 
-def _one_thread() -> None:
-    """Workers share the machine's cores: one torch thread each, or they fight over them."""
-    import torch
-
-    torch.set_num_threads(1)
+# Workers share the machine's cores: one torch thread each, or they fight over them.
+ONE_THREAD = 1
 
 
 def _init_worker(spec: GraderSpec, gpu_slots=None) -> None:
@@ -113,8 +134,7 @@ def _init_worker(spec: GraderSpec, gpu_slots=None) -> None:
         # This worker's GPU and memory cap, taken before anything touches CUDA; its
         # student processes inherit them (numerics.environment_for).
         os.environ.update(gpu_slots.get_nowait().environment())
-    _one_thread()
-    _worker_grader = spec.make_grader()
+    _worker_grader = spec.make_grader(torch_threads=ONE_THREAD)
 
 
 def _grade_in_worker(name: str, suffix: str, data: bytes) -> SubmissionResult:
@@ -230,14 +250,14 @@ def _template_main(spec: GraderSpec, conns: list) -> None:
     import traceback
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle: it stops us
-    _one_thread()
     try:
-        grader = spec.make_grader()
+        grader = spec.make_grader(torch_threads=ONE_THREAD)
         grader.warm_up()
         fork = multiprocessing.get_context("fork")
         grader.share_warm_worker(fork.Lock())
-    except BaseException:  # noqa: BLE001 - every worker's caller hears why
-        failure = traceback.format_exc()
+    except BaseException as exc:  # noqa: BLE001 - every worker's caller hears why
+        # A sandbox that cannot run is the grading machine's problem, and its message names the fix.
+        failure = str(exc) if isinstance(exc, SandboxUnavailable) else traceback.format_exc()
         for conn in conns:
             conn.send(("failed", f"the grader could not start:\n{failure}"))
         return
@@ -293,8 +313,7 @@ def gpu_fraction(memory_estimate_mb: float, gpu_memory_mb: float) -> float:
 
 class _GraderActor:
     def __init__(self, spec: GraderSpec):
-        _one_thread()  # each actor asks Ray for one CPU
-        self.grader = spec.make_grader()
+        self.grader = spec.make_grader(torch_threads=ONE_THREAD)  # each actor asks Ray for one CPU
 
     def grade(self, name: str, suffix: str, data: bytes) -> SubmissionResult:
         return _grade_bytes(self.grader, name, suffix, data)
@@ -346,7 +365,11 @@ def make_executor(spec: GraderSpec, executor: str = "local", jobs: int = 1, addr
         return RayExecutor(spec, jobs, address, gpu_memory_mb)
     if executor != "local":
         raise ValueError(f"unknown executor {executor!r}; expected 'local' or 'ray'")
-    make_sandbox(spec.sandbox)  # refuse here, with the fix named, rather than in every worker
+    # Refuse here, with the fix named, rather than in every worker. The quick probe (does bubblewrap start
+    # Python here?) costs milliseconds, not the second of a torch import on the batch's critical path; the
+    # workers' warm worker proves the rest, and a full probe runs if it cannot start (Grader.disable_warm).
+    make_sandbox(spec.sandbox, probe="quick")
+    spec = replace(spec, sandbox_checked=True)  # the local workers run on this machine: no second probe
     if gpu_slots:
         return ProcessExecutor(spec, len(gpu_slots), gpu_slots)  # even one slot: its worker must own its GPU
     if jobs <= 1:

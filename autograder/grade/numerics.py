@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 # cuBLAS needs a fixed workspace to be deterministic; it must be set before CUDA starts.
 CUBLAS_WORKSPACE = ":4096:8"
 
@@ -33,6 +31,8 @@ def make_repeatable(device: str) -> None:
     """Deterministic algorithms and full float32 precision for checked computations on ``device``."""
     if not device.startswith("cuda"):
         return
+    import torch  # here, not at the top: environment_for serves processes that start before torch loads
+
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True

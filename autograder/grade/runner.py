@@ -42,7 +42,8 @@ from autograder.grade.gpu_slots import MEMORY_FRACTION_VAR, cap_this_process
 from autograder.grade.docker_backend import DockerProgram, DockerSettings, docker_client
 from autograder.grade.numerics import make_repeatable
 from autograder.grade.pool import WarmWorker, WarmWorkerUnavailable
-from autograder.grade.sandbox import NO_SANDBOX_NOTE, make_sandbox
+from autograder.grade.warm_boot import WarmBoot, warm_cells
+from autograder.grade.sandbox import NO_SANDBOX_NOTE, check_bwrap, make_sandbox
 from autograder.grade.submission import Submission, SubmissionError, build_program, read_submission, source_hash
 from autograder.testing import HiddenTest, collect, resolve_fixture, session_fixtures
 
@@ -106,14 +107,19 @@ class Grader:
         fresh_program_per_case: bool | None = None,
         public_checks: bool = True,
         docker: "DockerSettings | None" = None,
-        start_warm_worker: bool = False,
+        warm_boot: WarmBoot | None = None,
+        sandbox_probe: str = "full",
     ):
+        """``warm_boot``: a warm worker already booting for this bundle (GraderSpec.make_grader starts one
+        before torch loads here); this grader takes it over. ``sandbox_probe``: how the sandbox is
+        checked first (sandbox.PROBES; "none" where the caller has just checked it on this machine).
+        """
         self.bundle = bundle
         self.profile = profile
         self.device = device
         self.limits = limits or bundle.limits
         self.only = only
-        self.sandbox = make_sandbox(sandbox)
+        self.sandbox = make_sandbox(sandbox, probe=sandbox_probe)
         self.submission_timeout_s = float(
             submission_timeout_s if submission_timeout_s is not None else bundle.manifest.get("submission_timeout_s", 600)
         )
@@ -125,13 +131,7 @@ class Grader:
         self._release_nb = bundle.release_notebook()
         # Warm worker: the leading setup cells (imports, model loads) run once per
         # batch; each submission is spawned from there in fresh namespaces.
-        self.leading_cells = _leading_setup_cells(self._release_nb, manifest_setup=bundle.manifest["setup_cells"],
-                                                  answer_ids=bundle.answer_cell_ids())
-        if device.startswith("cuda"):
-            # Setup cells may put a model on the GPU, and a process that has touched
-            # CUDA cannot fork a child that uses it: on a GPU the warm worker only
-            # imports, and every submission runs all of its cells itself.
-            self.leading_cells = []
+        self.leading_cells = warm_cells(bundle, device)
         # The section's public checks (student/public_tests.py), run once more at grading time so that
         # the feedback page shows what the student would have seen; they never count towards a score.
         self.public_checks = public_checks and PUBLIC_CHECKS_FILE in bundle.manifest["files"]
@@ -141,10 +141,14 @@ class Grader:
         self._support: Path | None = None
         self.docker = docker or DockerSettings()
         self._docker_client = docker_client() if self.sandbox.kind == "docker" else None
-        if start_warm_worker:
+        if warm_boot is not None:
             # Booting it (imports, the leading cells) takes seconds in its own process:
             # it overlaps with loading the reference below and with warm_up()'s fixtures.
-            self.warm_worker(wait=False)
+            self._support = warm_boot.support
+            if self.warm:
+                self._warm_worker = WarmWorker(warm_boot, wait=False)
+            else:
+                warm_boot.close()
         tag = bundle.assignment.replace(".", "_").replace("-", "_")
         # The reference may switch torch's grad mode for itself (a notebook that only
         # runs models forward): keep that mode for this assignment's grading only, and
@@ -204,7 +208,7 @@ class Grader:
         workdir = Path(tempfile.mkdtemp(prefix="autograder-"))
         running = _RunningProgram(self, workdir, program.cells)
         try:
-            self._stage_support_files(workdir / "home")
+            self.bundle.stage_support_files(workdir / "home")
             running.start()
             deadline = started + self.submission_timeout_s
             for ex in manifest["exercises"]:
@@ -259,10 +263,9 @@ class Grader:
             self._warm_worker.close()
         support = self.support_dir()
         try:
-            self._warm_worker = WarmWorker(
-                support, self.leading_cells, self.limits, self.profile, self.device, self.sandbox,
-                support.parent / "warm_worker.log", wait=wait,
-            )
+            boot = WarmBoot(support, self.leading_cells, self.limits, self.profile, self.device, self.sandbox,
+                            support.parent / "warm_worker.log")
+            self._warm_worker = WarmWorker(boot, wait=wait)
         except WarmWorkerUnavailable as exc:
             self.disable_warm(str(exc))
         return self._warm_worker
@@ -311,24 +314,22 @@ class Grader:
     def support_dir(self) -> Path:
         """The assignment's support files, staged once per batch (read-only to warm workers and containers)."""
         if self._support is None:
-            self._support = Path(tempfile.mkdtemp(prefix="autograder-support-")) / "home"
-            self._stage_support_files(self._support)
-            self._support.parent.chmod(0o755)
+            self._support = self.bundle.staged_support_dir()
         return self._support
 
     def disable_warm(self, reason: str) -> None:
-        """Grade with a cold start per submission from now on, and say why once."""
+        """Grade with a cold start per submission from now on, and say why once.
+
+        Unless the sandbox cannot start a student program at all: then cold starts would
+        fail too, and every student would be told their notebook could not run.
+        :class:`~.sandbox.SandboxUnavailable` stops the batch instead, with the fix named.
+        """
+        if self.sandbox.kind == "bwrap":
+            check_bwrap("full")
         self.warm, self.warm_note, self._warm_worker = False, reason, None
         warnings.warn(f"grading without warm workers (each submission starts cold): {reason}", stacklevel=2)
 
     # ---------------------------------------------------------------- helpers
-    def _stage_support_files(self, home: Path) -> None:
-        home.mkdir(parents=True)
-        for path in self.bundle.support_files():
-            dest = home / path.relative_to(self.bundle.student_dir)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, dest)
-
     def _grade_exercise(self, ex: dict, running: "_RunningProgram", program, deadline: float) -> ExerciseResult:
         tests = [t for t in self.tests if t.exercise == ex["name"]]
         total_weight = sum(t.weight for t in tests)
@@ -522,17 +523,6 @@ class _RunningProgram:
     def close(self) -> None:
         if self.proc is not None:
             self.proc.close()
-
-
-def _leading_setup_cells(release_nb, manifest_setup: list[str], answer_ids: list[str]) -> list[tuple[str, str]]:
-    """The setup cells before the first answer cell: the same trusted code for every submission."""
-    leading = []
-    for cell in release_nb.cells:
-        if cell["id"] in answer_ids:
-            break
-        if cell["id"] in manifest_setup:
-            leading.append((cell["id"], cell.source))
-    return leading
 
 
 def _exercise_context(ex: dict, program, cell_results: dict, stubs: dict) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import autograder
 from autograder.assets.cache import assets_cache_dir
+from autograder.grade.numerics import environment_for
 
 SANDBOX_HOME = "/home/student"
 WARM_SUPPORT = "/opt/autograder/support"  # a warm worker's read-only copy of the support files
@@ -66,6 +67,42 @@ class Sandbox:
     @property
     def isolated(self) -> bool:  # bwrap and docker both isolate
         return self.kind != "none"
+
+
+def scrubbed_environment(
+    workdir: Path, python_path: list[Path], profile: str, device: str, assets: str = ASSETS_MOUNT
+) -> dict[str, str]:
+    """The whole environment the student process sees: nothing inherited by accident.
+
+    ``assets`` is the asset cache as the student sees it (read-only; see
+    :func:`.sandbox.bwrap_command`), so the full profile's models load offline.
+    """
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "TMPDIR": str(workdir / "tmp"),
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": os.pathsep.join(str(p) for p in python_path),
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "AUTOGRADER_PROFILE": profile,
+        "AUTOGRADER_DEVICE": device,
+        "AUTOGRADER_ASSETS": assets,
+        **environment_for(device),
+    }
+
+
+def with_package_path(env: dict[str, str]) -> dict[str, str]:
+    # The worker module itself must be importable even when the grader runs from
+    # a source checkout rather than an installed package.
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [env.get("PYTHONPATH", ""), package_root] if p)
+    return env
 
 
 def python_roots() -> list[Path]:
@@ -135,26 +172,41 @@ def _bwrap_binary() -> str:
     return path
 
 
-@lru_cache(maxsize=1)
-def check_bwrap() -> None:
+# What a probe runs in the sandbox. "full" imports torch (a second or more): it proves that student
+# programs can start. "quick" only starts Python and finds torch: enough to refuse at once where
+# bubblewrap cannot run at all, before a batch starts its workers (whose warm worker then proves the
+# rest, and falls back on the full probe if it cannot start; see Grader.disable_warm).
+PROBES = {
+    "full": "import torch",
+    "quick": "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)",
+}
+
+
+@lru_cache(maxsize=2)
+def check_bwrap(probe: str = "full") -> None:
     """Raise :class:`SandboxUnavailable` unless this Python starts inside a bubblewrap sandbox here."""
     with tempfile.TemporaryDirectory() as home:
-        probe = subprocess.run(
-            bwrap_command([sys.executable, "-c", "import torch"], Path(home)),
+        run = subprocess.run(
+            bwrap_command([sys.executable, "-c", PROBES[probe]], Path(home)),
             capture_output=True, text=True, timeout=120,
         )
-    if probe.returncode != 0:
+    if run.returncode != 0:
         raise SandboxUnavailable(
-            f"bubblewrap is installed but cannot start a sandbox here ({probe.stderr.strip()[-300:]}). "
+            f"bubblewrap is installed but cannot start a sandbox here ({run.stderr.strip()[-300:] or 'no torch inside'}). "
             "It needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or root. "
             "Fix that, or grade with --no-sandbox on a machine you trust (recorded in every result)."
         )
 
 
-def make_sandbox(kind: str) -> Sandbox:
-    """``bwrap`` (default), ``docker`` (a container per submission) or ``none``; refuses what cannot run here."""
+def make_sandbox(kind: str, probe: str = "full") -> Sandbox:
+    """``bwrap`` (default), ``docker`` (a container per submission) or ``none``; refuses what cannot run here.
+
+    ``probe`` is how bubblewrap is checked (see PROBES), or ``"none"`` for a process whose parent has
+    just checked it on this machine.
+    """
     if kind == "bwrap":
-        check_bwrap()
+        if probe != "none":
+            check_bwrap(probe)
     elif kind == "docker":
         from autograder.grade.docker_backend import docker_client
 

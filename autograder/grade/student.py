@@ -28,8 +28,7 @@ import torch
 
 from autograder.grade import wire
 from autograder.grade.limits import Limits, memory_rlimit  # noqa: F401 - re-exported: Limits has long lived here
-from autograder.grade.numerics import environment_for
-from autograder.grade.sandbox import ASSETS_MOUNT, ProcessCap, Sandbox
+from autograder.grade.sandbox import ProcessCap, Sandbox, scrubbed_environment, with_package_path
 
 
 class StudentError(Exception):
@@ -48,34 +47,6 @@ class StudentCrashed(Exception):
 
 class StudentTimeout(Exception):
     """Student code did not answer within the time limit."""
-
-
-def scrubbed_environment(
-    workdir: Path, python_path: list[Path], profile: str, device: str, assets: str = ASSETS_MOUNT
-) -> dict[str, str]:
-    """The whole environment the student process sees: nothing inherited by accident.
-
-    ``assets`` is the asset cache as the student sees it (read-only; see
-    :func:`.sandbox.bwrap_command`), so the full profile's models load offline.
-    """
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(workdir),
-        "TMPDIR": str(workdir / "tmp"),
-        "LANG": "C.UTF-8",
-        "PYTHONPATH": os.pathsep.join(str(p) for p in python_path),
-        "PYTHONHASHSEED": "0",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "MPLBACKEND": "Agg",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "AUTOGRADER_PROFILE": profile,
-        "AUTOGRADER_DEVICE": device,
-        "AUTOGRADER_ASSETS": assets,
-        **environment_for(device),
-    }
 
 
 class _Program:
@@ -171,7 +142,7 @@ class StudentProcess(_Program):
         self._proc = subprocess.Popen(
             command,
             cwd=home,
-            env=_with_package_path(
+            env=with_package_path(
                 scrubbed_environment(seen_home, [seen_home], profile, device, self.sandbox.assets_dir())
             ),
             stdin=subprocess.DEVNULL,
@@ -221,14 +192,6 @@ class SpawnedProgram(_Program):
         self.conn.kill()
         self._cap.remove()
         self._log.close()
-
-
-def _with_package_path(env: dict[str, str]) -> dict[str, str]:
-    # The worker module itself must be importable even when the grader runs from
-    # a source checkout rather than an installed package.
-    package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [env.get("PYTHONPATH", ""), package_root] if p)
-    return env
 
 
 class StudentConnection:
@@ -288,15 +251,23 @@ class StudentConnection:
 
     def request(self, header: dict, buffers: list[bytes] | None = None, timeout: float | None = None) -> Any:
         """Send one request and wait for its reply, answering callbacks meanwhile."""
-        self.ensure_alive()
         call_id = self._new_id()
+        return self._exchange(call_id, timeout, dict(header, id=call_id), buffers or [])
+
+    def await_reply(self, call_id: int, timeout: float | None = None) -> Any:
+        """Wait for the reply to request ``call_id``, sent before this connection existed (see warm_boot)."""
+        return self._exchange(call_id, timeout, None, [])
+
+    def _exchange(self, call_id: int, timeout: float | None, header: dict | None, buffers: list[bytes]) -> Any:
+        self.ensure_alive()
         if timeout is None:
             timeout = self.limits.test_timeout_s
         deadline = time.monotonic() + timeout
         if self.deadline is not None:
             deadline = min(deadline, self.deadline)
         try:
-            wire.send_message(self.sock, dict(header, id=call_id), buffers or [])
+            if header is not None:
+                wire.send_message(self.sock, header, buffers)
             while True:
                 reply, reply_buffers = wire.recv_message(
                     self.sock, deadline, max_bytes=self.limits.max_message_mb * 1024 * 1024
