@@ -281,3 +281,28 @@ def test_the_boot_runs_the_leading_cells_and_prepares_the_public_checks_in_one_r
     finally:
         worker.close()
     assert not os.path.exists(f"/proc/{boot.proc.pid}")
+
+
+def _kernel_collapses_huge_pages() -> bool:
+    release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    try:
+        enabled = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        return False
+    return release >= (6, 1) and "[never]" not in enabled
+
+
+def test_programs_inherit_the_warm_workers_memory_in_huge_pages(warm_worker, tmp_path):
+    """Fewer page-table entries to copy for every test case's fork (worker.collapse_into_huge_pages)."""
+    if not _kernel_collapses_huge_pages():
+        pytest.skip(f"this kernel ({os.uname().release}) cannot collapse memory into huge pages (MADV_COLLAPSE)")
+    program = spawn_probe(warm_worker, tmp_path, "huge", (
+        "def huge_kib():\n"
+        "    rollup = open('/proc/self/smaps_rollup').read().splitlines()\n"
+        "    return int(next(l for l in rollup if l.startswith('AnonHugePages')).split()[1])\n"))
+    conn = program.fork()
+    try:
+        assert StudentNamespace(conn).huge_kib() >= 10 * 2048  # torch's heap alone fills dozens
+    finally:
+        conn.close()
+        program.close()

@@ -427,6 +427,41 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
+MADV_COLLAPSE = 25  # linux/mman.h, since Linux 6.1
+HUGE_PAGE = 2 * 1024 * 1024
+
+
+def collapse_into_huge_pages() -> None:
+    """Back this process's private writable memory with 2 MiB pages, where the kernel allows.
+
+    Every test case forks the submission's program, and a fork copies one page-table
+    entry per 4 KiB page: with torch and transformer_lens loaded, some 80,000 of them,
+    and on a virtual machine each costs more. The programs inherit this worker's memory,
+    so collapsing it once here makes each of their forks copy about 500 times fewer
+    entries (a fork of 1.1's program: 8.5 ms, then 6 ms), and the tests' own code runs
+    faster with fewer TLB misses. Best effort: an older kernel leaves everything as it was.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        with open("/proc/self/maps") as maps:
+            regions = [line.split() for line in maps]
+    except OSError:
+        return
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    for fields in regions:
+        name = fields[5] if len(fields) > 5 else ""
+        if name not in ("", "[heap]") or "w" not in fields[1]:
+            continue  # files' pages, and read-only memory, are shared by fork as they are
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        start, end = (start + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), end & ~(HUGE_PAGE - 1)
+        if end > start:
+            # A collapse only, not MADV_HUGEPAGE: memory the programs touch later stays in 4 KiB pages
+            # (a 2 MiB page per first touch would inflate each forked case's footprint).
+            libc.madvise(start, end - start, MADV_COLLAPSE)
+
+
 def _flush_output() -> None:
     """What the student's code printed reaches the log now: a forked case ends in os._exit,
     which would drop Python's buffered output (and with it the feedback's "printed" part)."""
@@ -469,6 +504,7 @@ def serve_warm(sock: socket.socket, server: Server, options: argparse.Namespace)
     submission's zygote, exactly like a cold-started worker.
     """
     server.peer = Peer(sock, server)
+    collapsed = False
     while True:
         try:
             header, buffers = wire.recv_message(sock)
@@ -476,6 +512,9 @@ def serve_warm(sock: socket.socket, server: Server, options: argparse.Namespace)
             return
         if header.get("op") != "spawn":
             server.handle(header, buffers)
+            if not collapsed:  # the first request was the boot (warm_boot): its cells have run, its reply is out
+                collapse_into_huge_pages()
+                collapsed = True
             continue
         _freeze_heap()
         child_sock = _spawn_submission(sock, header, options)
