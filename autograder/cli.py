@@ -297,9 +297,11 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
                     results.append(one)
                 progress.update(task, advance=1, name=result.submission)
     except KeyboardInterrupt:
+        # What was in flight is abandoned (its programs stopped), not waited for: Ctrl-C means now.
+        executor.cancel()
         console.print(
-            f"[yellow]interrupted:[/yellow] {len(results)} of {len(todo)} graded and saved; "
-            "run the same command again to grade the rest"
+            f"[yellow]interrupted:[/yellow] {len(results)} of {len(todo)} graded and saved; the submissions in "
+            "flight were abandoned; run the same command again to grade the rest"
         )
         print_summary(results, Console())
         return 130

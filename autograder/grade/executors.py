@@ -19,6 +19,7 @@ import gc
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -115,6 +116,9 @@ class SerialExecutor:
         for path in paths:
             yield self.grader.grade_path(path)
 
+    def cancel(self) -> None:
+        """Nothing to do: Ctrl-C reached this process, and unwinding stopped the program in flight."""
+
     def close(self) -> None:
         self.grader.close()
 
@@ -122,10 +126,33 @@ class SerialExecutor:
 # ---------------------------------------------------------------------- local processes
 
 _worker_grader: "Grader | None" = None
+_worker_busy = False
+
+
+class Abandoned(BaseException):
+    """Raised in a worker told to stop mid-submission (the batch was interrupted).
+
+    A BaseException, so that no ``except Exception`` of the grading path takes it for
+    the student's failure; unwinding runs the grading's cleanup, which stops the
+    submission's program and removes its files.
+    """
+
+
+def _abandon_on_sigterm(signum, frame) -> None:
+    if _worker_busy:
+        raise Abandoned()
+    os._exit(0)  # idle: nothing of a submission to clean up
+
+
+def _stop_on_sigterm() -> None:
+    """A worker process ends its submission in flight cleanly when its executor is cancelled (SIGTERM)."""
+    signal.signal(signal.SIGTERM, _abandon_on_sigterm)
 
 
 # Workers share the machine's cores: one torch thread each, or they fight over them.
 ONE_THREAD = 1
+# After a cancel, how long the workers get to stop their programs before they are killed.
+CANCEL_GRACE_S = 30.0
 
 
 def _init_worker(spec: GraderSpec, gpu_slots=None) -> None:
@@ -135,11 +162,17 @@ def _init_worker(spec: GraderSpec, gpu_slots=None) -> None:
         # student processes inherit them (numerics.environment_for).
         os.environ.update(gpu_slots.get_nowait().environment())
     _worker_grader = spec.make_grader(torch_threads=ONE_THREAD)
+    _stop_on_sigterm()
 
 
 def _grade_in_worker(name: str, suffix: str, data: bytes) -> SubmissionResult:
+    global _worker_busy
     assert _worker_grader is not None
-    return _grade_bytes(_worker_grader, name, suffix, data)
+    _worker_busy = True
+    try:
+        return _grade_bytes(_worker_grader, name, suffix, data)
+    finally:
+        _worker_busy = False
 
 
 class ProcessExecutor:
@@ -175,6 +208,16 @@ class ProcessExecutor:
             for future in done:
                 yield future.result()
 
+    def cancel(self) -> None:
+        """Abandon the submissions in flight (Ctrl-C): each worker stops its program and exits."""
+        # The pool has no public way to stop a running task; its processes are ours to signal
+        # (taken first: shutdown forgets them).
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
@@ -209,6 +252,7 @@ class ForkedExecutor:
         for _, theirs in pipes:
             theirs.close()
         self.jobs = jobs
+        self._cancelled = False
 
     def grade(self, paths: list[Path]) -> Iterator[SubmissionResult]:
         from multiprocessing.connection import wait as wait_for
@@ -238,11 +282,20 @@ class ForkedExecutor:
                 idle.append(conn)
                 yield value
 
+    def cancel(self) -> None:
+        """Abandon the submissions in flight (Ctrl-C): the template tells each worker to stop its program and exit."""
+        self._cancelled = True
+        if self._template.is_alive():
+            self._template.terminate()
+
     def close(self) -> None:
-        # Idle workers see the pipe close and exit; a busy one finishes its submission first.
+        # Idle workers see the pipe close and exit; a busy one finishes its submission first (unless cancelled).
         for conn in self._conns:
             conn.close()
-        self._template.join()
+        self._template.join(CANCEL_GRACE_S if self._cancelled else None)
+        if self._template.is_alive():  # a worker that would not stop: its sandboxes die with it (bwrap)
+            self._template.kill()
+            self._template.join()
 
 
 def _template_main(spec: GraderSpec, conns: list) -> None:
@@ -269,6 +322,16 @@ def _template_main(spec: GraderSpec, conns: list) -> None:
     gc.freeze()
     workers = [fork.Process(target=_forked_worker_main, args=(conns, i), name=f"autograder-worker-{i}")
                for i in range(len(conns))]
+
+    def stop_workers(signum, frame) -> None:  # ForkedExecutor.cancel: each worker abandons its submission
+        for worker in workers:
+            if worker.pid is not None:
+                try:
+                    os.kill(worker.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+    signal.signal(signal.SIGTERM, stop_workers)
     for worker in workers:
         worker.start()
     for conn in conns:
@@ -281,6 +344,7 @@ def _template_main(spec: GraderSpec, conns: list) -> None:
 def _forked_worker_main(conns: list, index: int) -> None:
     import traceback
 
+    _stop_on_sigterm()
     # Only our own pipe stays open here: the caller must see another worker's pipe close when it dies.
     for i, other in enumerate(conns):
         if i != index:
@@ -293,6 +357,8 @@ def _forked_worker_main(conns: list, index: int) -> None:
             return
         try:
             reply = ("result", _grade_in_worker(name, suffix, data))
+        except Abandoned:
+            return  # the batch was interrupted; the program in flight is stopped, its files removed
         except Exception:  # noqa: BLE001 - the caller stops the batch and says why
             reply = ("error", traceback.format_exc())
         try:
@@ -354,9 +420,15 @@ class RayExecutor:
         items = [(p.stem, p.suffix, p.read_bytes()) for p in paths]
         yield from self.pool.map_unordered(lambda actor, item: actor.grade.remote(*item), items)
 
+    def cancel(self) -> None:
+        """Abandon the tasks in flight (Ctrl-C): killing an actor ends its sandboxes with it (bwrap dies with its
+        parent); what they were grading is graded again by the next run."""
+        self.close()
+
     def close(self) -> None:
         for actor in self.actors:
             self._ray.kill(actor)
+        self.actors = []
 
 
 def make_executor(spec: GraderSpec, executor: str = "local", jobs: int = 1, address: str | None = None,
