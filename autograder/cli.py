@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -297,6 +298,9 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
                     results.append(one)
                 progress.update(task, advance=1, name=result.submission)
     except KeyboardInterrupt:
+        # The clean-up below is bounded (executors.CANCEL_GRACE_S): a second Ctrl-C must not cut it short
+        # and leave sandboxed programs running. Ignored from here on: the command ends once it is done.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         # What was in flight is abandoned (its programs stopped), not waited for: Ctrl-C means now.
         executor.cancel()
         console.print(

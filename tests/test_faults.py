@@ -126,6 +126,8 @@ def test_ctrl_c_abandons_the_work_in_flight_at_once_and_keeps_what_was_graded(to
         assert _processes_with("sleep 987654"), "the stuck submission never started"
         interrupted = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)  # impatient: a second Ctrl-C must not cut the clean-up short
         output, _ = proc.communicate(timeout=60)
         took = time.monotonic() - interrupted
     finally:
