@@ -279,8 +279,12 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
         print_summary(results, Console())
         return 0
     where = f"{args.jobs} worker(s)" + (" on Ray" if args.executor == "ray" else "")
-    with console.status(f"loading {assignment.id} (reference solution, hidden tests) in {where}…"):
-        executor = make_executor(spec, args.executor, args.jobs, args.address, args.gpu_memory_mb, gpu_slots)
+    try:
+        with console.status(f"loading {assignment.id} (reference solution, hidden tests) in {where}…"):
+            executor = make_executor(spec, args.executor, args.jobs, args.address, args.gpu_memory_mb, gpu_slots)
+    except KeyboardInterrupt:  # what started dies with this process (bwrap sandboxes die with their parent)
+        console.print("[yellow]interrupted[/yellow] while loading the grader: nothing was graded")
+        return 130
     progress = Progress(
         TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console,
