@@ -14,6 +14,8 @@ import hashlib
 import os
 import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 # Imports stay light: ``autograder grade --jobs N`` hands work to N worker processes, and
@@ -215,6 +217,22 @@ def cmd_export(args: argparse.Namespace, layout: CourseLayout) -> int:
     return 0
 
 
+@contextmanager
+def interrupts_deferred():
+    """Ctrl-C during the block takes effect when it ends: what the block writes is written whole."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only: nothing to defer here
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+    if pending:
+        raise KeyboardInterrupt
+
+
 def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
     # Grading never downloads: the references load from the asset cache, and a missing
     # asset must fail with its fetch command, not turn into a hub request.
@@ -295,11 +313,12 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
             for result in executor.grade(todo):
                 # Written and recorded one by one, so an interruption loses at most the submissions in flight.
                 for one, where in per_student(result, counted.get(result.submission) if cohort else None):
-                    write_json_atomic(args.out / one.submission / "results.json", one.to_gradescope())
-                    page = feedback_html(one, public_output=one.public_output, **bundle.feedback_options())
-                    write_text_atomic(args.out / one.submission / "feedback.html", page)
-                    record(engine, one, cohort=cohort_name, **where)
-                    results.append(one)
+                    with interrupts_deferred():  # each result saved whole, and counted as saved
+                        write_json_atomic(args.out / one.submission / "results.json", one.to_gradescope())
+                        page = feedback_html(one, public_output=one.public_output, **bundle.feedback_options())
+                        write_text_atomic(args.out / one.submission / "feedback.html", page)
+                        record(engine, one, cohort=cohort_name, **where)
+                        results.append(one)
                 progress.update(task, advance=1, name=result.submission)
     except KeyboardInterrupt:
         # The clean-up below is bounded (executors.CANCEL_GRACE_S): a second Ctrl-C must not cut it short
