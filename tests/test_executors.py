@@ -205,7 +205,8 @@ warm_boot.WarmBoot.__init__ = recording
 grader = GraderSpec(Path({str(toy_layout.bundles / "0.1_toy")!r}), sandbox="bwrap").make_grader(torch_threads=1)
 try:
     grader.warm_up()
-    print(seen, grader.warm, "torch" in sys.modules)
+    import gc
+    print(seen, grader.warm, "torch" in sys.modules, gc.isenabled())
 finally:
     grader.close()
 """
@@ -213,4 +214,5 @@ finally:
         pytest.skip("warm workers need bubblewrap")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == ["[False]", "True", "True"], done.stdout
+    # ... and the collector, paused while the grader loaded (executors.collector_paused), is back on.
+    assert done.stdout.split() == ["[False]", "True", "True", "True"], done.stdout

@@ -67,6 +67,10 @@ def listdir(path):
         return sorted(os.listdir(path))
     except OSError as exc:
         return type(exc).__name__
+
+def collector_on():
+    import gc
+    return gc.isenabled()
 '''
 
 
@@ -122,6 +126,13 @@ def test_no_capabilities_inside(probe):
     student, _ = probe
     zero = "0" * 16
     assert student.capabilities() == {"CapEff": zero, "CapPrm": zero, "CapBnd": zero, "NoNewPrivs": "1"}
+
+
+@needs_bwrap
+def test_student_code_runs_with_the_garbage_collector_on(probe):
+    """The worker imports torch with Python's collector off (start-up time); the cells must not inherit that."""
+    student, _ = probe
+    assert student.collector_on() is True
 
 
 @needs_bwrap

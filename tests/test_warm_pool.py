@@ -58,6 +58,10 @@ def frozen_objects():
     import gc
     return gc.get_freeze_count()
 
+def collector_on():
+    import gc
+    return gc.isenabled()
+
 def pids():
     return sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
 
@@ -122,6 +126,8 @@ def test_spawned_program_has_the_warm_state_and_no_capabilities(warm_worker, tmp
     # What a case inherits is frozen, out of its garbage collector's reach: a full collection
     # would otherwise copy the whole inherited heap into the case (worker._freeze_heap).
     assert student.frozen_objects() > 10_000
+    # The warm worker booted with its collector off (worker.py); student code never runs that way.
+    assert student.collector_on() is True
     conn.close()
     program.close()
 

@@ -29,6 +29,13 @@ import types
 from pathlib import Path
 from typing import Any
 
+if __name__ == "__main__":
+    # Python's cyclic collector runs full collections over and over while a big package
+    # imports, each over a larger heap: about a second of torch's and transformer_lens's
+    # imports. It stays off until this process is about to run code it does not own
+    # (main(): at once for a cold start, after the boot for a warm worker).
+    gc.disable()
+
 import torch
 
 from autograder.grade import wire
@@ -416,6 +423,18 @@ def serve(sock: socket.socket, server: Server, zygote: bool) -> None:
         server.handle(header, buffers)
 
 
+def _end_boot() -> None:
+    """The warm worker's imports and leading cells are done: keep what they left, collector back on.
+
+    What they left is frozen uncollected, garbage included, rather than collected: a
+    collection would take half a second before the first submission can start, and
+    it frees nothing the programs forked from here would ever touch (Python's own
+    advice for a process that forks: collector off in the parent, freeze, then fork).
+    """
+    gc.freeze()
+    gc.enable()
+
+
 def _freeze_heap() -> None:
     """Keep the garbage collector of a forked child off the objects it inherits.
 
@@ -513,6 +532,7 @@ def serve_warm(sock: socket.socket, server: Server, options: argparse.Namespace)
         if header.get("op") != "spawn":
             server.handle(header, buffers)
             if not collapsed:  # the first request was the boot (warm_boot): its cells have run, its reply is out
+                _end_boot()
                 collapse_into_huge_pages()
                 collapsed = True
             continue
@@ -520,6 +540,7 @@ def serve_warm(sock: socket.socket, server: Server, options: argparse.Namespace)
         child_sock = _spawn_submission(sock, header, options)
         if child_sock is not None:  # we are the submission's program now
             sock.close()
+            gc.enable()  # (it is, after the boot) student code always runs with the collector on
             _cap_gpu_memory(server.device)
             serve(child_sock, Server(server.namespace, server.device), zygote=True)
             os._exit(0)
@@ -608,6 +629,7 @@ def main(argv: list[str] | None = None) -> None:
         preload_lazy_imports()
         serve_warm(sock, Server(namespace, options.device), options)
     else:
+        gc.enable()  # off for the imports only (top of this file): the submission's cells come next
         _cap_gpu_memory(options.device)
         serve(sock, Server(namespace, options.device), zygote=True)
 
