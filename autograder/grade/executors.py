@@ -128,8 +128,8 @@ class SerialExecutor:
     """One Grader in this process: the default, and what the others are checked against."""
 
     def __init__(self, spec: GraderSpec):
-        self.grader = spec.make_grader()
-        with collector_paused():  # the fixtures load models (and import what they need)
+        with collector_paused():  # the whole load: the fixtures load models too (and import what they need)
+            self.grader = spec.make_grader()
             self.grader.warm_up()
 
     def grade(self, paths: list[Path]) -> Iterator[SubmissionResult]:
