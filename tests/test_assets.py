@@ -296,11 +296,12 @@ def test_full_fetch_then_load_section_1_2_models_offline(tmp_path, monkeypatch, 
 
 def test_declared_hub_models_are_the_repos_transformer_lens_names():
     """Each full-profile model is declared under its TransformerLens name, with the hub repo
-    TransformerLens's own registry gives for that name (checked offline, from the installed package)."""
+    TransformerLens's own registry gives for that name (checked offline, from the installed package).
+    SAEs (kind sae_lens) are named by their SAELens release instead, and datasets by their repo."""
     from transformer_lens.loading_from_pretrained import get_official_model_name
 
     models = [a for d in select_declared(SOURCE, None) for a in d.for_profile("full")
-              if isinstance(a, HubAsset) and a.kind != "dataset" and not a.name.endswith("-tokenizer")]
+              if isinstance(a, HubAsset) and a.kind in ("hf", "transformer_lens") and not a.name.endswith("-tokenizer")]
     assert {a.name for a in models} >= {"gpt2", "attn-only-2l", "gpt2-small"}
     for asset in models:
         assert get_official_model_name(asset.name) == asset.hf_id, asset
