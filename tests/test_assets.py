@@ -3,14 +3,12 @@ and the full profile's code path run offline against a fake hub serving tiny mod
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import shutil
 import socket
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -20,9 +18,9 @@ from autograder.assets.fetch import fetch_assets, lite_lock
 from autograder.assets.lock import LOCK_NAME, lock_text, read_lock, verify_against_lock, write_lock
 from autograder.assets.loading import ChecksumError, sha256_file, write_sha256sums
 from conftest import REPO
+from fake_hub import FAKE_COMMIT, serve_hub
 
 SOURCE = REPO / "source"
-FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def _section(name: str) -> Path:
@@ -214,26 +212,8 @@ def tiny_repos(tmp_path_factory):
 
 @pytest.fixture
 def fake_hub(monkeypatch, tiny_repos):
-    """snapshot_download copies a tiny repo (honouring allow_patterns); repo_info answers a fixed commit."""
-    import huggingface_hub
-
-    calls = []
-
-    def snapshot_download(repo_id, repo_type, revision, allow_patterns, local_dir):
-        calls.append((repo_id, revision))
-        src = tiny_repos[repo_id]
-        for path in src.rglob("*"):
-            rel = path.relative_to(src).as_posix()
-            if path.is_file() and (allow_patterns is None or any(fnmatch.fnmatch(rel, p) for p in allow_patterns)):
-                (Path(local_dir) / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, Path(local_dir) / rel)
-        return local_dir
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
-    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info",
-                        lambda self, repo_id, repo_type, revision: SimpleNamespace(sha=FAKE_COMMIT))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    return calls
+    """The tiny repos served as the hub; the list of (repo_id, revision) fetched."""
+    return serve_hub(monkeypatch, tiny_repos)
 
 
 def _fetch_full(cache: Path, name: str):

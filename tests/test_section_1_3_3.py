@@ -7,14 +7,10 @@ format of the gpt2-small-res-jb release, fetched through a fake hub."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
-import shutil
-import socket
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -22,6 +18,7 @@ import torch
 from autograder.authoring.assignment import find_assignment
 from autograder.layout import CourseLayout
 from conftest import REPO
+from fake_hub import fetch_full_then_go_offline, save_tiny_gpt2, serve_hub
 
 ASSIGNMENT = find_assignment(CourseLayout(REPO).source, "1.3.3")
 
@@ -258,13 +255,10 @@ def test_full_profile_loads_gpt2_and_the_res_jb_sae_through_the_same_code_path(m
     release's pre-6.0 SAELens format under blocks.6.hook_resid_pre/ are served by a fake hub, fetched and locked by
     ``autograder assets fetch``, and loaded by ``sae_helpers.load_model("full")`` / ``load_sae("full")`` with every
     network call refused; then the notebook's operations run on them."""
-    import huggingface_hub
     from safetensors.torch import save_file
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
     from autograder.assets.declared import HubAsset, select_declared
-    from autograder.assets.fetch import fetch_assets
-    from autograder.assets.lock import LOCK_NAME, read_lock, write_lock
 
     sh = _sh(monkeypatch)
     declared = select_declared(REPO / "source", "1.3.3")
@@ -282,11 +276,7 @@ def test_full_profile_loads_gpt2_and_the_res_jb_sae_through_the_same_code_path(m
     assert any(s["id"] == sh.FULL_SAE_ID and s["path"] == sh.FULL_SAE_ID for s in release["saes"])
 
     hub = {"gpt2": tmp_path / "hub" / "gpt2", sae_asset.hf_id: tmp_path / "hub" / "saes"}
-    vocab = len(json.loads((sh.LITE_DIR / "tokenizer.json").read_text())["model"]["vocab"])
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=32, n_ctx=32, n_embd=32, n_layer=7, n_head=4,
-                               bos_token_id=0, eos_token_id=0)).save_pretrained(hub["gpt2"])
-    shutil.copyfile(sh.LITE_DIR / "tokenizer.json", hub["gpt2"] / "tokenizer.json")
+    save_tiny_gpt2(hub["gpt2"], sh.LITE_DIR / "tokenizer.json", n_layer=7)
     sae_dir = hub[sae_asset.hf_id] / sh.FULL_SAE_ID
     sae_dir.mkdir(parents=True)
     (sae_dir / "cfg.json").write_text(json.dumps(_pre_6_sae_cfg(32, 128, sh.FULL_SAE_ID)))
@@ -297,26 +287,9 @@ def test_full_profile_loads_gpt2_and_the_res_jb_sae_through_the_same_code_path(m
     (hub[sae_asset.hf_id] / "blocks.7.hook_resid_pre").mkdir()  # another SAE of the release: not fetched
     (hub[sae_asset.hf_id] / "blocks.7.hook_resid_pre" / "cfg.json").write_text("{}")
 
-    def snapshot_download(repo_id, repo_type, revision, allow_patterns, local_dir):
-        repo = hub[repo_id]
-        for path in repo.rglob("*"):
-            rel = path.relative_to(repo).as_posix()
-            if path.is_file() and (allow_patterns is None or any(fnmatch.fnmatch(rel, p) for p in allow_patterns)):
-                (Path(local_dir) / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, Path(local_dir) / rel)
-        return local_dir
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
-    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info",
-                        lambda self, repo_id, repo_type, revision: SimpleNamespace(sha="0" * 40))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    cache = tmp_path / "cache"
-    report = fetch_assets(declared, "full", cache, REPO)
-    assert report.problems == []
-    write_lock(cache / LOCK_NAME, read_lock(cache / LOCK_NAME) + report.fetched)
-
-    monkeypatch.setenv("AUTOGRADER_ASSETS", str(cache))
-    monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("network call while loading"))
+    fetched = serve_hub(monkeypatch, hub)
+    fetch_full_then_go_offline(monkeypatch, REPO / "source", REPO, "1.3.3", tmp_path / "cache")
+    assert sorted(repo for repo, _ in fetched) == sorted(hub)
     model = sh.load_model("full")
     sae = sh.load_sae("full")
     assert not (sh.sae_folder("full").parent / "blocks.7.hook_resid_pre").exists()

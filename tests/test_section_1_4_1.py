@@ -8,14 +8,9 @@ locally saved GPT-2 of the same format, fetched through a fake hub."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
-import shutil
-import socket
 import sys
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -23,6 +18,7 @@ import torch
 from autograder.authoring.assignment import find_assignment
 from autograder.layout import CourseLayout
 from conftest import REPO
+from fake_hub import fetch_full_then_go_offline, save_tiny_gpt2, serve_hub
 
 ASSIGNMENT = find_assignment(CourseLayout(REPO).source, "1.4.1")
 
@@ -255,43 +251,18 @@ def test_full_profile_loads_gpt2_through_the_same_code_path(monkeypatch, tmp_pat
     tokenizer, whose vocabulary has every word of the prompts) is served by a fake hub, fetched and locked by
     ``autograder assets fetch``, and loaded by ``ioi_helpers.load_model("full")`` with every network call refused;
     the notebook's hooks run on it."""
-    import huggingface_hub
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
     from autograder.assets.declared import HubAsset, select_declared
-    from autograder.assets.fetch import fetch_assets
-    from autograder.assets.lock import LOCK_NAME, read_lock, write_lock
 
     ih = _ih(monkeypatch)
     (asset,) = select_declared(REPO / "source", "1.4.1")[0].for_profile("full")
     assert isinstance(asset, HubAsset) and (asset.name, asset.hf_id, asset.kind) == ("gpt2-small", "gpt2", "hf")
 
     repo = tmp_path / "hub" / "gpt2"
-    vocab = len(json.loads((ih.LITE_DIR / "tokenizer.json").read_text())["model"]["vocab"])
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=32, n_ctx=32, n_embd=32, n_layer=3, n_head=4,
-                               bos_token_id=0, eos_token_id=0)).save_pretrained(repo)
-    shutil.copyfile(ih.LITE_DIR / "tokenizer.json", repo / "tokenizer.json")
-
-    def snapshot_download(repo_id, repo_type, revision, allow_patterns, local_dir):
-        assert repo_id == "gpt2"
-        for path in repo.rglob("*"):
-            rel = path.relative_to(repo).as_posix()
-            if path.is_file() and (allow_patterns is None or any(fnmatch.fnmatch(rel, p) for p in allow_patterns)):
-                shutil.copyfile(path, Path(local_dir) / rel)
-        return local_dir
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
-    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info",
-                        lambda self, repo_id, repo_type, revision: SimpleNamespace(sha="0" * 40))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    cache = tmp_path / "cache"
-    report = fetch_assets(select_declared(REPO / "source", "1.4.1"), "full", cache, REPO)
-    assert report.problems == []
-    write_lock(cache / LOCK_NAME, read_lock(cache / LOCK_NAME) + report.fetched)
-
-    monkeypatch.setenv("AUTOGRADER_ASSETS", str(cache))
-    monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("network call while loading"))
+    save_tiny_gpt2(repo, ih.LITE_DIR / "tokenizer.json", n_layer=3)
+    assert serve_hub(monkeypatch, {"gpt2": repo}) == []
+    fetch_full_then_go_offline(monkeypatch, REPO / "source", REPO, "1.4.1", tmp_path / "cache")
     full = ih.load_model("full")
     assert (full.cfg.n_layers, full.cfg.d_model, full.cfg.normalization_type) == (3, 32, "LNPre")
     reference = GPT2LMHeadModel.from_pretrained(repo).eval()
