@@ -4,6 +4,7 @@ several processes writing at once."""
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -33,7 +34,7 @@ from autograder.gradebook import (
     record,
     record_intake,
 )
-from autograder.gradebook.store import alembic_config
+from autograder.gradebook.store import _sqlite_pragmas, alembic_config
 from pg_server import postgres_server
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -295,6 +296,35 @@ def test_a_gradebook_from_a_newer_autograder_is_refused(tmp_path):
         conn.execute(text("update alembic_version set version_num = '9999'"))
     with pytest.raises(GradebookError, match="revision '9999', which this autograder does not know"):
         open_gradebook(tmp_path / "book.sqlite")
+
+
+def _open_and_write(path: str, start) -> None:
+    start.wait()
+    conn = sqlite3.connect(path)
+    _sqlite_pragmas(conn, None)
+    conn.execute("create table if not exists t (x)")
+    conn.execute("insert into t values (1)")
+    conn.commit()
+    conn.close()
+
+
+def test_processes_opening_a_new_sqlite_gradebook_at_once_all_get_in(tmp_path):
+    """The switch to WAL mode is reported busy at once, not through the busy timeout, when another process
+    is switching at the same moment; before the retry, about 1 round in 10 of these lost a process
+    ("database is locked"), and a CI run lost a grading worker that way."""
+    context = multiprocessing.get_context("fork")
+    for round_ in range(30):
+        path = str(tmp_path / f"book{round_}.sqlite")
+        start = context.Barrier(8)
+        openers = [context.Process(target=_open_and_write, args=(path, start)) for _ in range(8)]
+        for p in openers:
+            p.start()
+        for p in openers:
+            p.join(60)
+        assert [p.exitcode for p in openers] == [0] * 8, f"round {round_}"
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("select count(*) from t").fetchone()[0] == 8
 
 
 WRITERS, WRITES, SUBMISSIONS = 4, 20, 10

@@ -7,6 +7,9 @@ gradebook migrates it first, whoever made it.
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -57,12 +60,34 @@ def open_gradebook(path_or_url: str | Path) -> Engine:
     return engine
 
 
+_BUSY_TIMEOUT_S = 30
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA busy_timeout=30000")  # first: writers (and the switch to WAL) queue instead of failing
+    cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_S * 1000}")  # first: writers queue instead of failing
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+    _switch_to_wal(cur)
     cur.close()
+
+
+def _switch_to_wal(cur) -> None:
+    """WAL mode, so that readers never wait for the writer. It is a property of the file, set once by
+    whichever connection comes first. The switch needs the file to itself, and SQLite reports a busy file
+    at once here rather than through the busy timeout, so processes that open a new gradebook together
+    retry for as long as a write would have waited."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            busy = "locked" in str(error) or "busy" in str(error)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01 + random.random() * 0.04)  # jittered, so racing openers do not collide again
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
