@@ -29,7 +29,7 @@ from autograder.grade.runner import Grader
 from autograder.grade.sandbox import SandboxUnavailable
 from autograder.grade.student import Limits, StudentNamespace
 from conftest import write_notebook
-from test_attacks import ATTACKS
+from test_attacks import ATTACKS, shorten_time_limit
 
 IMAGE = "autograder-test-rootfs:latest"
 
@@ -224,7 +224,8 @@ DOCKER_ATTACKS = [a for a in ATTACKS if a.name in {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("attack", DOCKER_ATTACKS, ids=lambda a: a.name)
-def test_attack_in_docker(attack, docker_grader, toy_assignment, tmp_path):
+def test_attack_in_docker(attack, docker_grader, toy_assignment, tmp_path, monkeypatch):
+    shorten_time_limit(attack, docker_grader, monkeypatch)
     nb = with_cell_source(reference_submission(toy_assignment), "softmax", attack.code)
     result = docker_grader.grade_path(write_notebook(tmp_path / "attack.ipynb", nb))
     assert {e.name: e.score for e in result.exercises} == attack.expect
