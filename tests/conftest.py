@@ -21,6 +21,22 @@ REPO = Path(__file__).resolve().parents[1]
 TOY_COURSE = Path(__file__).parent / "fixtures" / "toy_course"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--all-variants", action="store_true",
+                     help="also grade the mutants and alternatives beyond each exercise's required two and one "
+                          "(tests/test_sections.py); `make test-all`")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked extra_variant are deselected, visibly in the summary, unless --all-variants is given."""
+    if config.getoption("--all-variants"):
+        return
+    extra = [item for item in items if item.get_closest_marker("extra_variant")]
+    if extra:
+        config.hook.pytest_deselected(items=extra)
+        items[:] = [item for item in items if not item.get_closest_marker("extra_variant")]
+
+
 @pytest.fixture(scope="session")
 def toy_layout(tmp_path_factory) -> CourseLayout:
     root = tmp_path_factory.mktemp("toy_course")

@@ -6,6 +6,10 @@
 * every mutant loses points in its own exercise and no other;
 * every alternative gets full marks.
 
+Each exercise's first two mutants and first alternative (variants.toml's order: the SECTION_DONE minimum)
+are graded by every run; the rest only with ``--all-variants`` (``make test-all``), which keeps the
+default suite inside its 30-minute budget on 2 cores.
+
 Section-specific checks (the lite model shows the phenomenon, the public
 checks, ...) live in ``test_section_<id>.py``; the public checks in ``test_public_checks.py``.
 """
@@ -23,12 +27,10 @@ import pytest
 from autograder.authoring.assignment import discover_assignments
 from autograder.build import ensure_bundle
 from autograder.build.samples import blank_submission, reference_submission
-from autograder.grade.bundle import load_bundle
 from autograder.grade.executors import GraderSpec, make_executor
-from autograder.grade.runner import Grader
 from autograder.layout import CourseLayout
 from conftest import REPO, available_sandbox
-from sections import apply_variant, load_variants, write
+from sections import apply_variant, load_variants, required_variants, write
 
 LAYOUT = CourseLayout(REPO)
 ASSIGNMENTS = discover_assignments(LAYOUT.source)
@@ -40,52 +42,50 @@ def short(assignment) -> str:
     return assignment.id.split("_", 1)[0]
 
 
-class _Graders:
-    """One warm grader at a time (the tests run grouped by assignment), and each
-    assignment's variants graded once, as one batch on two worker processes."""
+BLANK = "blank release"
 
-    def __init__(self):
-        self.current = None
-        self.variant_results: dict[str, dict | Exception] = {}
 
-    def variant_result(self, assignment, variant, folder):
-        if assignment.id not in self.variant_results:
-            ensure_bundle(LAYOUT, assignment)
-            variants = load_variants(assignment)
-            paths = [write(apply_variant(assignment, v), folder / f"variant_{i:03d}.ipynb") for i, v in enumerate(variants)]
-            spec = GraderSpec(LAYOUT.bundles / assignment.id, profile="lite", sandbox=available_sandbox())
-            executor = make_executor(spec, "local", jobs=2)
-            try:
-                by_name = {r.submission: r for r in executor.grade(paths)}
-                self.variant_results[assignment.id] = {v.id: by_name[f"variant_{i:03d}"] for i, v in enumerate(variants)}
-            except Exception as exc:  # every variant test of this assignment fails with it, none regrades
-                self.variant_results[assignment.id] = exc
-            finally:
-                executor.close()
-        results = self.variant_results[assignment.id]
+class _Batches:
+    """Each assignment's submissions graded once, as batches on two warm worker processes: the blank
+    release with the required variants (one boot per section), the extra variants on request."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.results: dict[tuple[str, bool], dict | Exception] = {}
+
+    def result(self, assignment, name: str, extra: bool = False):
+        key = (assignment.id, extra)
+        if key not in self.results:
+            self.results[key] = self._grade(assignment, extra)
+        results = self.results[key]
         if isinstance(results, Exception):
-            raise RuntimeError(f"grading the variants of {assignment.id} failed") from results
-        return results[variant.id]
+            raise RuntimeError(f"grading the submissions of {assignment.id} failed") from results
+        return results[name]
 
-    def get(self, assignment) -> Grader:
-        if self.current is None or self.current.bundle.assignment != assignment.id:
-            self.close()
-            ensure_bundle(LAYOUT, assignment)
-            self.current = Grader(load_bundle(LAYOUT.bundles / assignment.id), profile="lite",
-                                  sandbox=available_sandbox())
-        return self.current
-
-    def close(self):
-        if self.current is not None:
-            self.current.close()
-            self.current = None
+    def _grade(self, assignment, extra: bool) -> dict | Exception:
+        ensure_bundle(LAYOUT, assignment)
+        required = required_variants(load_variants(assignment))
+        variants = [v for v in load_variants(assignment) if (v not in required) == extra]
+        notebooks = {v.id: apply_variant(assignment, v) for v in variants}
+        if not extra:
+            notebooks[BLANK] = blank_submission(assignment)
+        folder = self.folder / f"{short(assignment)}{'-extra' if extra else ''}"
+        folder.mkdir()
+        paths = {write(nb, folder / f"submission_{i:03d}.ipynb"): name for i, (name, nb) in enumerate(notebooks.items())}
+        spec = GraderSpec(LAYOUT.bundles / assignment.id, profile="lite", sandbox=available_sandbox())
+        executor = make_executor(spec, "local", jobs=2)
+        try:
+            by_stem = {r.submission: r for r in executor.grade(list(paths))}
+            return {name: by_stem[path.stem] for path, name in paths.items()}
+        except Exception as exc:  # every test of this batch fails with it, none regrades
+            return exc
+        finally:
+            executor.close()
 
 
 @pytest.fixture(scope="module")
-def graders():
-    pool = _Graders()
-    yield pool
-    pool.close()
+def batches(tmp_path_factory):
+    return _Batches(tmp_path_factory.mktemp("sections"))
 
 
 def scores(result):
@@ -133,16 +133,30 @@ def test_reference_full_marks_from_a_cold_start(assignment, tmp_path):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=short)
-def test_blank_release_scores_only_free_points(assignment, graders, tmp_path):
-    result = graders.get(assignment).grade_path(write(blank_submission(assignment), tmp_path / "blank.ipynb"))
+def test_blank_release_scores_only_free_points(assignment, batches):
+    result = batches.result(assignment, BLANK)
     assert result.score == assignment.free_points, scores(result)
 
 
+def variant_params(kind: str) -> list:
+    """(assignment, variant) pairs of one kind; those beyond each exercise's required ones marked extra."""
+    required = {a.id: required_variants(load_variants(a)) for a in ASSIGNMENTS}
+    return [
+        pytest.param(a, v, id=f"{short(a)} {v.id}",
+                     marks=[] if v in required[a.id] else [pytest.mark.extra_variant])
+        for a, v in VARIANTS if v.kind == kind
+    ]
+
+
+def graded(batches, assignment, variant):
+    extra = variant not in required_variants(load_variants(assignment))
+    return batches.result(assignment, variant.id, extra=extra)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("assignment, variant", [p for p in VARIANTS if p[1].kind == "mutant"],
-                         ids=[f"{short(a)} {v.id}" for a, v in VARIANTS if v.kind == "mutant"])
-def test_mutant_loses_only_its_exercise(assignment, variant, graders, tmp_path_factory):
-    result = graders.variant_result(assignment, variant, tmp_path_factory.mktemp("variants"))
+@pytest.mark.parametrize("assignment, variant", variant_params("mutant"))
+def test_mutant_loses_only_its_exercise(assignment, variant, batches):
+    result = graded(batches, assignment, variant)
     got, expected = scores(result), full_marks(assignment)
     others = {k: v for k, v in got.items() if k != variant.exercise}
     assert others == {k: v for k, v in expected.items() if k != variant.exercise}, explain(result)
@@ -150,8 +164,7 @@ def test_mutant_loses_only_its_exercise(assignment, variant, graders, tmp_path_f
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("assignment, variant", [p for p in VARIANTS if p[1].kind == "alternative"],
-                         ids=[f"{short(a)} {v.id}" for a, v in VARIANTS if v.kind == "alternative"])
-def test_alternative_gets_full_marks(assignment, variant, graders, tmp_path_factory):
-    result = graders.variant_result(assignment, variant, tmp_path_factory.mktemp("variants"))
+@pytest.mark.parametrize("assignment, variant", variant_params("alternative"))
+def test_alternative_gets_full_marks(assignment, variant, batches):
+    result = graded(batches, assignment, variant)
     assert scores(result) == full_marks(assignment), explain(result)
