@@ -5,6 +5,7 @@ The reference solution passes every check; the blank release passes none.
 
 from __future__ import annotations
 
+import linecache
 import sys
 
 import pytest
@@ -47,7 +48,10 @@ def notebook_namespace(nb) -> dict:
     """What a student's kernel holds after running the setup and answer cells."""
     namespace: dict = {"__name__": "__main__"}
     for cell in grading_cells(nb):
-        exec(compile(cell.source, f"<cell {cell['id']}>", "exec"), namespace)
+        filename = f"<cell {cell['id']}>"
+        # as the grading worker does: nnsight reads a `with model.trace(...)` block back through linecache
+        linecache.cache[filename] = (len(cell.source), None, cell.source.splitlines(True), filename)
+        exec(compile(cell.source, filename, "exec"), namespace)
     return namespace
 
 

@@ -15,6 +15,7 @@ fresh fork per case to throw away.
 from __future__ import annotations
 
 import inspect
+import linecache
 import os
 import socket
 import sys
@@ -196,6 +197,8 @@ def _module_from_source(source: str, name: str, filename: str) -> types.ModuleTy
     module = types.ModuleType(name)
     module.__file__ = filename
     sys.modules[name] = module  # dataclasses look their module up here
+    # nnsight reads a `with model.trace(...)` block's source back through linecache (section 1.3.2)
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(compile(source, filename, "exec"), module.__dict__)
     return module
 
