@@ -182,6 +182,31 @@ def assert_equal(actual: object, expected: object, what: str = "output") -> None
         raise CheckFailed(f"{what}: expected {_short(expected)}, got {_short(actual)}.")
 
 
+def check_float(value: object, what: str = "output") -> float:
+    """A number returned as a Python float or a one-element tensor, as a float; a bool is not a number here."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype == torch.bool:
+        return float(value.reshape(()).item())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise CheckFailed(f"{what}: expected a number (a Python float or a one-element tensor), got {_short(value, 80)}")
+
+
+def assert_float(actual: object, expected: float, what: str = "output", *, rtol: float = 1e-4,
+                 atol: float = 1e-6) -> None:
+    """``actual`` is a number within ``atol + rtol * |expected|`` of ``expected``."""
+    got = check_float(actual, what)
+    if not abs(got - expected) <= atol + rtol * abs(expected):  # `not <=`: a NaN fails too
+        raise CheckFailed(f"{what}: got {got:.6g}, expected {expected:.6g}")
+
+
+def check_sequence(value: object, n: int, what: str = "output") -> tuple | list:
+    """A tuple (or list) of exactly ``n`` values, returned as is so that it can be unpacked."""
+    if not isinstance(value, (tuple, list)) or len(value) != n:
+        length = f" of length {len(value)}" if isinstance(value, (tuple, list)) else ""
+        raise CheckFailed(f"{what}: expected a tuple of {n} values, got {type(value).__name__}{length}")
+    return value
+
+
 def _short(value: object, limit: int = 160) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

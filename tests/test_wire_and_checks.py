@@ -113,3 +113,37 @@ def test_assignment_tolerances_override_defaults_within_the_block():
         checks.assert_close(x + 5e-3, x)
     with pytest.raises(checks.CheckFailed):
         checks.assert_close(x + 5e-3, x)
+
+
+def test_check_float_takes_numbers_and_one_element_tensors_only():
+    assert checks.check_float(3) == 3.0 and checks.check_float(torch.tensor([[0.25]])) == 0.25
+    for bad in (True, torch.tensor(True), torch.zeros(2), "0.5", None, [0.5]):
+        with pytest.raises(checks.CheckFailed, match="mass: expected a number"):
+            checks.check_float(bad, "mass")
+
+
+def test_assert_float_tolerances_and_nan():
+    checks.assert_float(1.0 + 5e-5, 1.0, "x")  # within the default rtol
+    with pytest.raises(checks.CheckFailed, match=r"x: got 1\.00005, expected 1"):
+        checks.assert_float(1.0 + 5e-5, 1.0, "x", rtol=0.0)
+    with pytest.raises(checks.CheckFailed):
+        checks.assert_float(float("nan"), 1.0, "x")
+
+
+def test_check_sequence_counts_and_names_what_came():
+    assert checks.check_sequence((1, 2), 2) == (1, 2)
+    with pytest.raises(checks.CheckFailed, match="pair: expected a tuple of 2 values, got tuple of length 3"):
+        checks.check_sequence((1, 2, 3), 2, "pair")
+    with pytest.raises(checks.CheckFailed, match="got Tensor"):
+        checks.check_sequence(torch.zeros(2), 2)
+
+
+def test_one_thread_restores_the_setting_even_on_error():
+    from autograder.testing import one_thread
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with one_thread():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError
+    assert torch.get_num_threads() == before

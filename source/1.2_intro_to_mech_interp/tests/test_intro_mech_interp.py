@@ -17,7 +17,7 @@ import torch
 from transformer_lens import ActivationCache, FactoredMatrix
 
 import mi_helpers
-from autograder.checks import CheckFailed, assert_close, assert_equal, check_shape
+from autograder.checks import CheckFailed, assert_close, assert_equal, check_float, check_shape
 from autograder.testing import fixture, grades
 
 # ----------------------------------------------------------------------------- fixtures
@@ -78,14 +78,6 @@ def heads_list(value, what):
     return sorted(value)
 
 
-def as_float(value, what):
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value.reshape(()).item())
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise CheckFailed(f"{what}: expected a number, got {str(value)[:100]}")
-
-
 # ----------------------------------------------------------------------------- part 1
 
 
@@ -94,7 +86,7 @@ def test_count_correct_story(student, reference, hooked, story_tokens):
     with torch.no_grad():
         expected = reference.count_correct_predictions(hooked, story_tokens)
     got = student.count_correct_predictions(student.model, story_tokens)
-    assert_equal(int(as_float(got, "count_correct_predictions")), int(expected), what="count_correct_predictions on a story")
+    assert_equal(int(check_float(got, "count_correct_predictions")), int(expected), what="count_correct_predictions on a story")
 
 
 @grades("count_correct_predictions")
@@ -102,7 +94,7 @@ def test_count_correct_batch(student, reference, hooked, rep_tokens):
     with torch.no_grad():
         expected = reference.count_correct_predictions(hooked, rep_tokens)
     got = student.count_correct_predictions(student.model, rep_tokens)
-    assert_equal(int(as_float(got, "count_correct_predictions")), int(expected),
+    assert_equal(int(check_float(got, "count_correct_predictions")), int(expected),
                  what="count_correct_predictions on a batch of 4 repeated random sequences")
 
 
@@ -451,7 +443,7 @@ def test_top_1_acc_synthetic(student, reference, seed):
     A, B = left, left.T + r(16, 301, scale=0.35)
     for batch_size in (64, 301, 1000):
         expected = reference.top_1_acc(FactoredMatrix(A, B), batch_size=batch_size)
-        got = as_float(student.top_1_acc(student.FactoredMatrix(A, B), batch_size=batch_size), "top_1_acc")
+        got = check_float(student.top_1_acc(student.FactoredMatrix(A, B), batch_size=batch_size), "top_1_acc")
         assert_close(torch.tensor(got), torch.tensor(float(expected)), atol=1e-9, rtol=0,
                      what=f"top_1_acc on a 301x301 factored matrix, batch_size={batch_size}")
 
@@ -463,7 +455,7 @@ def test_top_1_acc_model(student, reference, hooked, seed):
     layer, head = divmod(int(scores.flatten().argmax()), hooked.cfg.n_heads)
     fm = reference.get_full_ov_circuit(hooked, layer, head)
     expected = reference.top_1_acc(fm, batch_size=200)
-    got = as_float(student.top_1_acc(student.FactoredMatrix(fm.A, fm.B), batch_size=200), "top_1_acc")
+    got = check_float(student.top_1_acc(student.FactoredMatrix(fm.A, fm.B), batch_size=200), "top_1_acc")
     assert_close(torch.tensor(got), torch.tensor(float(expected)), atol=1e-9, rtol=0,
                  what=f"top_1_acc of the full OV circuit of head {layer}.{head}")
 
@@ -518,7 +510,7 @@ def test_get_comp_score(student, reference, seed):
         if shape_a == (16, 16):
             a[:, 8:] = 0.0  # partly aligned: rank-deficient writer
         expected = reference.get_comp_score(a, b)
-        got = as_float(student.get_comp_score(a, b), "get_comp_score")
+        got = check_float(student.get_comp_score(a, b), "get_comp_score")
         assert_close(torch.tensor(got), torch.tensor(float(expected)), what=f"get_comp_score of matrices of shapes {shape_a} and {shape_b}")
 
 
@@ -541,7 +533,7 @@ def test_random_comp_score_distribution(student, reference, hooked, seed):
     ref = torch.tensor([reference.generate_single_random_comp_score(d_model, d_head) for _ in range(1500)])
     student.seed(seed)
     values = student.generate_single_random_comp_score.repeat(300, d_model, d_head)
-    values = torch.tensor([as_float(v, "generate_single_random_comp_score") for v in values])
+    values = torch.tensor([check_float(v, "generate_single_random_comp_score") for v in values])
     if values.std() < 1e-6:
         raise CheckFailed("generate_single_random_comp_score returns the same value on every call; draw new random matrices each time")
     allowed = 5 * ref.std() * (1 / 300 + 1 / 1500) ** 0.5 + 1e-3

@@ -13,26 +13,21 @@ the release's setup cell); dependencies are swapped for the reference
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 import truth_helpers as th
-from autograder.checks import CheckFailed, assert_close, assert_equal, assert_metric, check_shape
-from autograder.testing import fixture, grades
+from autograder.checks import (
+    CheckFailed,
+    assert_close,
+    assert_equal,
+    assert_float,
+    assert_metric,
+    check_sequence,
+    check_shape,
+)
+from autograder.testing import fixture, grades, one_thread
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Tiny forward passes run faster on one intra-op thread when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @fixture
@@ -89,27 +84,6 @@ def best_layer(reference, acts, labels, splits):
 def gen(seed):
     g = torch.Generator().manual_seed(seed)
     return lambda *shape, scale=1.0: torch.randn(*shape, generator=g) * scale
-
-
-def as_tuple(value, n, what):
-    if not isinstance(value, (tuple, list)) or len(value) != n:
-        raise CheckFailed(f"{what}: expected a tuple of {n} values, got {type(value).__name__}"
-                          + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else ""))
-    return value
-
-
-def as_float(value, what):
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise CheckFailed(f"{what}: expected a Python float, got {type(value).__name__}")
-    return float(value)
-
-
-def assert_float(actual, expected, what, tol=1e-6):
-    actual = as_float(actual, what)
-    if abs(actual - expected) > tol:
-        raise CheckFailed(f"{what}: got {actual:.6g}, expected {expected:.6g}")
 
 
 def synthetic_classes(seed, n=60, d=6, offset=8.0, signal=1.2):
@@ -237,7 +211,7 @@ def test_mass_mean_accuracy_model(student, reference, acts, labels, splits):
             x, y = acts[family][layer], labels[family]
             assert_float(student.mass_mean_accuracy(x[tr], y[tr], x[te], y[te]),
                          reference.mass_mean_accuracy(x[tr], y[tr], x[te], y[te]),
-                         f"mass_mean_accuracy on the {family} statements at layer {layer}")
+                         f"mass_mean_accuracy on the {family} statements at layer {layer}", rtol=0.0)
 
 
 @grades("mass_mean_accuracy")
@@ -251,14 +225,14 @@ def test_mass_mean_accuracy_offset_and_shift(student, reference, seed):
     for name, test_x in [("far from the origin", x[test]), ("test set shifted along the direction", x[test] + 0.4 * shift)]:
         assert_float(student.mass_mean_accuracy(x[train], y[train], test_x, y[test]),
                      reference.mass_mean_accuracy(x[train], y[train], test_x, y[test]),
-                     f"mass_mean_accuracy on synthetic data, {name}")
+                     f"mass_mean_accuracy on synthetic data, {name}", rtol=0.0)
 
 
 # ----------------------------------------------------------------------------- 4. train_logistic_probe
 
 
 def check_probe(student, reference, x, y, test_x, test_y, kwargs, what):
-    out = as_tuple(student.train_logistic_probe(x, y, **kwargs), 2, "train_logistic_probe")
+    out = check_sequence(student.train_logistic_probe(x, y, **kwargs), 2, "train_logistic_probe")
     w, b = out[0], torch.as_tensor(out[1])
     check_shape(w, (x.shape[-1],), f"{what}: w")
     check_shape(b, (), f"{what}: b (a scalar tensor)")
@@ -302,7 +276,7 @@ def test_accuracy_by_layer_model(student, reference, acts, labels, splits):
     for family in th.FAMILIES:
         tr, te = splits[family]
         expected = reference.probe_accuracy_by_layer(acts[family], labels[family], tr, te)
-        got = as_tuple(student.probe_accuracy_by_layer(acts[family], labels[family], tr, te), 2, "probe_accuracy_by_layer")
+        got = check_sequence(student.probe_accuracy_by_layer(acts[family], labels[family], tr, te), 2, "probe_accuracy_by_layer")
         assert_close(got[0], expected[0], atol=1e-6, rtol=0, what=f"accuracies by layer, {family} statements")
         assert_equal(got[1], expected[1], what=f"best layer, {family} statements")
 
@@ -316,7 +290,7 @@ def test_accuracy_by_layer_ties(student, reference, seed):
     layers = torch.stack([x, strong, x * 0.5, strong])
     tr, te = torch.arange(0, 50), torch.arange(50, 80)
     expected = reference.probe_accuracy_by_layer(layers, y, tr, te)
-    got = as_tuple(student.probe_accuracy_by_layer(layers, y, tr, te), 2, "probe_accuracy_by_layer")
+    got = check_sequence(student.probe_accuracy_by_layer(layers, y, tr, te), 2, "probe_accuracy_by_layer")
     assert_close(got[0], expected[0], atol=1e-6, rtol=0, what="accuracies by layer, synthetic layers")
     assert_equal(got[1], expected[1], what="best layer when layers 1 and 3 tie at the top")
 
@@ -399,7 +373,7 @@ def test_flip_rate_synthetic(student, reference, seed):
         before, after = r(40), r(40) + 0.3 * k
         y = (r(40) > 0).long()
         assert_float(student.flip_rate(before, after, y), reference.flip_rate(before, after, y),
-                     f"flip_rate on 40 random statements (case {k})")
+                     f"flip_rate on 40 random statements (case {k})", rtol=0.0)
 
 
 @grades("flip_rate")
@@ -409,4 +383,4 @@ def test_flip_rate_steered_model(student, reference, hooked, mixed, acts, labels
         before = reference.steer_logit_diff(hooked, mixed["tokens"], mixed["last_pos"], best_layer, direction, 0.0)
         after = reference.steer_logit_diff(hooked, mixed["tokens"], mixed["last_pos"], best_layer, direction, 1.0)
     assert_float(student.flip_rate(before, after, mixed["labels"]), reference.flip_rate(before, after, mixed["labels"]),
-                 "flip_rate of the mixed statements steered along the sum direction")
+                 "flip_rate of the mixed statements steered along the sum direction", rtol=0.0)

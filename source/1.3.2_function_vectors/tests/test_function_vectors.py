@@ -10,27 +10,13 @@ mean outputs, the function vector) is computed here by the reference, so a bug c
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 import fv_helpers as fh
-from autograder.checks import CheckFailed, assert_close, check_shape
-from autograder.testing import fixture, grades
+from autograder.checks import CheckFailed, assert_close, check_float, check_shape
+from autograder.testing import fixture, grades, one_thread
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Tiny forward passes run faster on one intra-op thread when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @fixture
@@ -72,13 +58,13 @@ def pair(nn_model, tasks, seed):
 def means(reference, nn_model, pair):
     """The reference's mean head outputs over 32 clean prompts of the first task (n_layers, n_heads, d_head)."""
     clean = fh.make_icl_dataset(nn_model, pair["task"], 32, 5, seed=1)
-    with one_thread():
+    with one_thread(), torch.no_grad():
         return reference.head_outputs_at_last(nn_model, clean["tokens"]).mean(1)
 
 
 @fixture
 def effects(reference, nn_model, means, pair):
-    with one_thread():
+    with one_thread(), torch.no_grad():
         return reference.head_indirect_effects(nn_model, means, pair["corrupt"]["tokens"], pair["corrupt"]["answers"])
 
 
@@ -92,7 +78,7 @@ def top_heads(nn_model, effects):
 
 @fixture
 def fv(reference, nn_model, means, top_heads):
-    with one_thread():
+    with one_thread(), torch.no_grad():
         return reference.function_vector(nn_model, means, top_heads)
 
 
@@ -100,20 +86,12 @@ def fv_layer(nn_model) -> int:
     return fh.n_layers(nn_model) // 4 if fh.n_layers(nn_model) > 4 else 1
 
 
-def as_float(value, what):
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise CheckFailed(f"{what}: expected a Python float, got {type(value).__name__}")
-    return float(value)
-
-
 # ----------------------------------------------------------------------------- 1. reading the model
 
 
 @grades("answer_logits")
 def test_answer_logits_icl(student, reference, nn_model, mixed):
-    with one_thread():
+    with one_thread(), torch.no_grad():
         expected = reference.answer_logits(nn_model, mixed["tokens"], mixed["answers"])
         got = student.answer_logits(student.model, mixed["tokens"], mixed["answers"])
     check_shape(got, tuple(expected.shape), "answer_logits")
@@ -125,7 +103,7 @@ def test_answer_logits_zero_shot_other_answers(student, reference, nn_model, zer
     """Zero-shot prompts, and answers that are not the model's favourites (random token ids)."""
     answers = torch.randint(nn_model.config.vocab_size, zero_shot["answers"].shape,
                             generator=torch.Generator().manual_seed(seed))
-    with one_thread():
+    with one_thread(), torch.no_grad():
         for a, what in ((zero_shot["answers"], "the right answers"), (answers, "random token ids")):
             expected = reference.answer_logits(nn_model, zero_shot["tokens"], a)
             got = student.answer_logits(student.model, zero_shot["tokens"], a)
@@ -134,10 +112,10 @@ def test_answer_logits_zero_shot_other_answers(student, reference, nn_model, zer
 
 @grades("icl_accuracy")
 def test_icl_accuracy_against_reference(student, reference, nn_model, mixed, zero_shot):
-    with one_thread():
+    with one_thread(), torch.no_grad():
         for d, what in ((mixed, "ICL prompts with 4 examples"), (zero_shot, "zero-shot prompts")):
             expected = reference.icl_accuracy(nn_model, d["tokens"], d["answers"])
-            got = as_float(student.icl_accuracy(student.model, d["tokens"], d["answers"]), "icl_accuracy")
+            got = check_float(student.icl_accuracy(student.model, d["tokens"], d["answers"]), "icl_accuracy")
             if abs(got - expected) > 1e-6:
                 raise CheckFailed(f"icl_accuracy on {what}: got {got:.4f}, expected {expected:.4f}")
 
@@ -151,15 +129,15 @@ def test_icl_accuracy_known_fraction(student, reference, nn_model, mixed):
     rows = torch.arange(len(top2))
     answers = torch.where(rows % 8 < 3, top2[:, 0], top2[:, 1])
     expected = float((rows % 8 < 3).float().mean())
-    with one_thread():
-        got = as_float(student.icl_accuracy(student.model, mixed["tokens"], answers), "icl_accuracy")
+    with one_thread(), torch.no_grad():
+        got = check_float(student.icl_accuracy(student.model, mixed["tokens"], answers), "icl_accuracy")
     if abs(got - expected) > 1e-6:
         raise CheckFailed(f"icl_accuracy with answers the model gets right on {expected:.3f} of the rows: got {got:.4f}")
 
 
 @grades("residual_at_last")
 def test_residual_at_last(student, reference, nn_model, mixed, zero_shot):
-    with one_thread():
+    with one_thread(), torch.no_grad():
         for d, what in ((mixed, "ICL prompts"), (zero_shot, "zero-shot prompts")):
             expected = reference.residual_at_last(nn_model, d["tokens"])
             got = student.residual_at_last(student.model, d["tokens"])
@@ -169,7 +147,7 @@ def test_residual_at_last(student, reference, nn_model, mixed, zero_shot):
 
 @grades("head_outputs_at_last")
 def test_head_outputs_at_last(student, reference, nn_model, mixed, zero_shot):
-    with one_thread():
+    with one_thread(), torch.no_grad():
         for d, what in ((mixed, "ICL prompts"), (zero_shot, "zero-shot prompts")):
             expected = reference.head_outputs_at_last(nn_model, d["tokens"])
             got = student.head_outputs_at_last(student.model, d["tokens"])
@@ -183,7 +161,7 @@ def test_head_outputs_at_last(student, reference, nn_model, mixed, zero_shot):
 @grades("patch_residual_stream")
 def test_patch_residual_stream(student, reference, nn_model, pair):
     clean, corrupt = pair["clean"], pair["corrupt"]
-    with one_thread():
+    with one_thread(), torch.no_grad():
         expected = reference.patch_residual_stream(nn_model, clean["tokens"], corrupt["tokens"], clean["answers"])
         got = student.patch_residual_stream(student.model, clean["tokens"], corrupt["tokens"], clean["answers"])
     check_shape(got, tuple(expected.shape), "patch_residual_stream")
@@ -197,7 +175,7 @@ def swapped(reference, nn_model, tasks, seed):
     task = tasks[(seed % (len(tasks) - 1)) + 1]
     clean = fh.make_icl_dataset(nn_model, task, 6, 3, seed=seed % 71)
     corrupt = fh.make_icl_dataset(nn_model, task, 6, 3, seed=seed % 71, shuffle_labels=True)
-    with one_thread():
+    with one_thread(), torch.no_grad():
         expected = reference.patch_residual_stream(nn_model, corrupt["tokens"], clean["tokens"], clean["answers"])
     return {"task": task, "clean": clean, "corrupt": corrupt, "expected": expected}
 
@@ -206,7 +184,7 @@ def swapped(reference, nn_model, tasks, seed):
 def test_patch_residual_stream_other_task(student, swapped):
     """Another task, fewer prompts, the clean and corrupted roles swapped (clean -> corrupted at every layer)."""
     clean, corrupt = swapped["clean"], swapped["corrupt"]
-    with one_thread():
+    with one_thread(), torch.no_grad():
         got = student.patch_residual_stream(student.model, corrupt["tokens"], clean["tokens"], clean["answers"])
     assert_close(got, swapped["expected"], atol=1e-4, rtol=1e-4,
                  what=f"patching shuffled-label runs into clean ones ({swapped['task']})")
@@ -215,7 +193,7 @@ def test_patch_residual_stream_other_task(student, swapped):
 @grades("head_indirect_effects")
 def test_head_indirect_effects(student, reference, nn_model, means, effects, pair):
     corrupt = pair["corrupt"]
-    with one_thread():
+    with one_thread(), torch.no_grad():
         got = student.head_indirect_effects(student.model, means, corrupt["tokens"], corrupt["answers"])
     check_shape(got, tuple(effects.shape), "head_indirect_effects")
     assert_close(got, effects, atol=1e-4, rtol=1e-4,
@@ -228,7 +206,7 @@ def random_means_effects(reference, nn_model, pair, seed):
     L, H, dh = fh.n_layers(nn_model), fh.n_heads(nn_model), fh.d_head(nn_model)
     fake = torch.randn(L, H, dh, generator=torch.Generator().manual_seed(seed)) * 2
     tokens, answers = pair["corrupt"]["tokens"][:4], pair["corrupt"]["answers"][:4]
-    with one_thread():
+    with one_thread(), torch.no_grad():
         expected = reference.head_indirect_effects(nn_model, fake, tokens, answers)
     return {"means": fake, "tokens": tokens, "answers": answers, "expected": expected}
 
@@ -237,7 +215,7 @@ def random_means_effects(reference, nn_model, pair, seed):
 def test_head_indirect_effects_random_means(student, random_means_effects):
     """Random vectors in place of the heads' means, on 4 prompts: large effects of both signs."""
     r = random_means_effects
-    with one_thread():
+    with one_thread(), torch.no_grad():
         got = student.head_indirect_effects(student.model, r["means"], r["tokens"], r["answers"])
     assert_close(got, r["expected"], atol=1e-4, rtol=1e-4, what="indirect effects with random vectors as the heads' means")
 
@@ -266,7 +244,7 @@ def test_function_vector_other_heads(student, reference, nn_model, seed):
 @grades("add_vector_logits")
 def test_add_function_vector(student, reference, nn_model, zero_shot, fv):
     layer = fv_layer(nn_model)
-    with one_thread():
+    with one_thread(), torch.no_grad():
         expected = reference.add_vector_logits(nn_model, zero_shot["tokens"], layer, fv)
         got = student.add_vector_logits(student.model, zero_shot["tokens"], layer, fv)
     check_shape(got, tuple(expected.shape), "add_vector_logits")
@@ -277,7 +255,7 @@ def test_add_function_vector(student, reference, nn_model, zero_shot, fv):
 def test_add_random_vector_other_layers(student, reference, nn_model, mixed, seed):
     g = torch.Generator().manual_seed(seed)
     vec = torch.randn(nn_model.config.n_embd, generator=g) * 5
-    with one_thread():
+    with one_thread(), torch.no_grad():
         for layer in (0, fh.n_layers(nn_model) - 1):
             expected = reference.add_vector_logits(nn_model, mixed["tokens"], layer, vec)
             got = student.add_vector_logits(student.model, mixed["tokens"], layer, vec)
@@ -301,7 +279,7 @@ def check_ids(got, expected, what):
 def test_generate_with_function_vector(student, reference, nn_model, zero_shot, fv):
     layer = fv_layer(nn_model)
     tokens = zero_shot["tokens"][::3][:6]
-    with one_thread():
+    with one_thread(), torch.no_grad():
         expected = reference.generate_with_vector(nn_model, tokens, layer, fv * 1.5, 3)
         got = student.generate_with_vector(student.model, tokens, layer, fv * 1.5, 3)
     check_ids(got, expected, f"3 tokens generated from zero-shot prompts, the function vector after block {layer}")
@@ -312,7 +290,7 @@ def test_generate_with_random_vector(student, reference, nn_model, mixed, seed):
     g = torch.Generator().manual_seed(seed)
     vec = torch.randn(nn_model.config.n_embd, generator=g) * 8
     tokens = mixed["tokens"][:5]
-    with one_thread():
+    with one_thread(), torch.no_grad():
         expected = reference.generate_with_vector(nn_model, tokens, 0, vec, 4)
         got = student.generate_with_vector(student.model, tokens, 0, vec, 4)
     check_ids(got, expected, "4 tokens generated from ICL prompts with a large random vector after block 0")

@@ -12,26 +12,20 @@ costs only the exercise it is in.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 import sae_helpers as sh
-from autograder.checks import CheckFailed, assert_close, assert_equal, check_shape
-from autograder.testing import fixture, grades
+from autograder.checks import (
+    CheckFailed,
+    assert_close,
+    assert_equal,
+    assert_float,
+    check_sequence,
+    check_shape,
+)
+from autograder.testing import fixture, grades, one_thread
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Tiny forward passes run faster on one intra-op thread when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @fixture
@@ -76,27 +70,6 @@ def feats(reference, hooked, trusted_sae, data):
 def gen(seed):
     g = torch.Generator().manual_seed(seed)
     return lambda *shape, scale=1.0: torch.randn(*shape, generator=g) * scale
-
-
-def as_tuple(value, n, what):
-    if not isinstance(value, (tuple, list)) or len(value) != n:
-        raise CheckFailed(f"{what}: expected a tuple of {n} values, got {type(value).__name__}"
-                          + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else ""))
-    return value
-
-
-def as_float(value, what):
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise CheckFailed(f"{what}: expected a Python float, got {type(value).__name__}")
-    return float(value)
-
-
-def assert_float(actual, expected, what, rtol=1e-4, atol=1e-6):
-    actual = as_float(actual, what)
-    if abs(actual - expected) > atol + rtol * abs(expected):
-        raise CheckFailed(f"{what}: got {actual:.6g}, expected {expected:.6g}")
 
 
 def sparse_acts(seed, n, d_sae, density=0.1):
@@ -175,7 +148,7 @@ def test_feature_acts_single_prompt(student, reference, hooked, trusted_sae):
 
 
 def check_stats(student, reference, x, x_hat, f, what):
-    got = as_tuple(student.reconstruction_stats(x, x_hat, f), 3, "reconstruction_stats")
+    got = check_sequence(student.reconstruction_stats(x, x_hat, f), 3, "reconstruction_stats")
     expected = reference.reconstruction_stats(x, x_hat, f)
     for name, g, e in zip(("mse", "l0", "fraction of variance explained"), got, expected):
         assert_float(g, e, f"{what}: {name}")
@@ -222,7 +195,7 @@ def test_density_synthetic(student, reference, seed):
 
 
 def check_top(student, reference, acts, mask, feature, k, what):
-    got = as_tuple(student.top_activating_tokens(acts, mask, feature, k), 3, "top_activating_tokens")
+    got = check_sequence(student.top_activating_tokens(acts, mask, feature, k), 3, "top_activating_tokens")
     values, rows, positions = (torch.as_tensor(v).detach().cpu() for v in got)
     ref_values, _, _ = reference.top_activating_tokens(acts, mask, feature, k)
     for t, name in ((values, "values"), (rows, "rows"), (positions, "positions")):
@@ -299,7 +272,7 @@ def test_selectivity_unbalanced(student, reference, seed):
 def check_losses(student, reference, hooked, trusted_sae, tokens, last_pos, answers, what):
     with one_thread():
         expected = reference.spliced_losses(hooked, trusted_sae, tokens, last_pos, answers)
-        got = as_tuple(student.spliced_losses(student.model, student.sae, tokens, last_pos, answers), 3, "spliced_losses")
+        got = check_sequence(student.spliced_losses(student.model, student.sae, tokens, last_pos, answers), 3, "spliced_losses")
     for name, g, e in zip(("clean", "with the SAE spliced in", "zero-ablated"), got, expected):
         assert_float(g, e, f"{what}: answer loss {name}", rtol=1e-3, atol=1e-5)
 

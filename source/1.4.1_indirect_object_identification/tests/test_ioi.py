@@ -11,25 +11,12 @@ swapped for the reference (``student.use_reference``) so that a bug costs only i
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from transformer_lens import ActivationCache
 
 import ioi_helpers as ih
-from autograder.checks import CheckFailed, assert_close, check_shape
-from autograder.testing import fixture, grades
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Tiny forward passes run faster on one intra-op thread when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from autograder.checks import assert_close, check_shape
+from autograder.testing import fixture, grades, one_thread
 
 
 @fixture

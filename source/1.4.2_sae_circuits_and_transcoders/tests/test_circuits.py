@@ -9,44 +9,11 @@ the release's setup cell). No exercise's solution calls another exercise, so a b
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 import circuit_helpers as ch
-from autograder.checks import CheckFailed, assert_close, check_shape
-from autograder.testing import fixture, grades
-
-
-@contextlib.contextmanager
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def as_tuple(value, n, what):
-    if not isinstance(value, (tuple, list)) or len(value) != n:
-        raise CheckFailed(f"{what}: expected a tuple of {n} values, got {type(value).__name__}"
-                          + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else ""))
-    return value
-
-
-def as_float(value, what):
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise CheckFailed(f"{what}: expected a Python float, got {type(value).__name__}")
-    return float(value)
-
-
-def assert_float(actual, expected, what, rtol=1e-4, atol=1e-6):
-    actual = as_float(actual, what)
-    if abs(actual - expected) > atol + rtol * abs(expected):
-        raise CheckFailed(f"{what}: got {actual:.6g}, expected {expected:.6g}")
+from autograder.checks import CheckFailed, assert_close, assert_float, check_sequence, check_shape
+from autograder.testing import fixture, grades, one_thread
 
 
 def subset(d, n, seed):
@@ -126,7 +93,7 @@ def ref_graph_inputs(reference, lite, one_prompt, ref_edges):
 
 
 def check_forward(student, reference, tc, x, what):
-    got = as_tuple(student.transcoder_forward(student.transcoder, x), 2, "transcoder_forward")
+    got = check_sequence(student.transcoder_forward(student.transcoder, x), 2, "transcoder_forward")
     with torch.no_grad():
         ref_f, ref_out = reference.transcoder_forward(tc, x)
         assert_close(ref_f, tc.encode(x), atol=1e-5, rtol=1e-5, what="the reference against SAELens (a grading problem)")
@@ -153,7 +120,7 @@ def test_forward_off_distribution(student, reference, lite, seed):
 @grades("get_transcoder_io")
 def test_io_padded_batch(student, lite, data, io):
     with one_thread():
-        got = as_tuple(student.get_transcoder_io(student.lite_model, student.transcoder, data["tokens"]), 2, "get_transcoder_io")
+        got = check_sequence(student.get_transcoder_io(student.lite_model, student.transcoder, data["tokens"]), 2, "get_transcoder_io")
     assert_close(got[0], io[0], atol=1e-4, rtol=1e-4, what="the MLP's input on a padded batch")
     assert_close(got[1], io[1], atol=1e-4, rtol=1e-4, what="the MLP's output on a padded batch")
 
@@ -162,7 +129,7 @@ def test_io_padded_batch(student, lite, data, io):
 def test_io_one_prompt(student, reference, lite, one_prompt):
     with one_thread():
         expected = reference.get_transcoder_io(lite[0], lite[1], one_prompt[0])
-        got = as_tuple(student.get_transcoder_io(student.lite_model, student.transcoder, one_prompt[0]), 2, "get_transcoder_io")
+        got = check_sequence(student.get_transcoder_io(student.lite_model, student.transcoder, one_prompt[0]), 2, "get_transcoder_io")
     for g, e, name in zip(got, expected, ("input", "output")):
         assert_close(g, e, atol=1e-4, rtol=1e-4, what=f"the MLP's {name} for one prompt")
 
@@ -171,7 +138,7 @@ def test_io_one_prompt(student, reference, lite, one_prompt):
 
 
 def check_stats(student, reference, y, y_hat, f, what):
-    got = as_tuple(student.replacement_stats(y, y_hat, f), 3, "replacement_stats")
+    got = check_sequence(student.replacement_stats(y, y_hat, f), 3, "replacement_stats")
     expected = reference.replacement_stats(y, y_hat, f)
     for name, g, e in zip(("mse", "l0", "fraction of variance explained"), got, expected):
         assert_float(g, e, f"{what}: {name}")
@@ -202,7 +169,7 @@ def check_losses(student, reference, lite, d, what):
     args = (d["tokens"], d["last_pos"], d["answers"], d["mask"])
     with one_thread():
         expected = reference.spliced_mlp_losses(lite[0], lite[1], *args)
-        got = as_tuple(student.spliced_mlp_losses(student.lite_model, student.transcoder, *args), 4, "spliced_mlp_losses")
+        got = check_sequence(student.spliced_mlp_losses(student.lite_model, student.transcoder, *args), 4, "spliced_mlp_losses")
     for name, g, e in zip(("clean", "with the transcoder", "zero-ablated", "mean-ablated"), got, expected):
         assert_float(g, e, f"{what}: answer loss {name}", rtol=1e-3, atol=1e-5)
 
@@ -261,7 +228,7 @@ def test_edges_sum(student, reference, lite):
 @grades("sae_attribution")
 def test_attribution_batch(student, sdata, ref_attribution):
     with one_thread():
-        got = as_tuple(student.sae_attribution(student.model, student.sae, sdata["tokens"], sdata["last_pos"]), 2,
+        got = check_sequence(student.sae_attribution(student.model, student.sae, sdata["tokens"], sdata["last_pos"]), 2,
                        "sae_attribution")
     assert_close(got[1], ref_attribution[1], atol=1e-3, rtol=1e-3, what="gradients on a padded batch of 8 prompts")
     assert_close(got[0], ref_attribution[0], atol=1e-3, rtol=1e-3, what="attributions on a padded batch of 8 prompts")
@@ -272,7 +239,7 @@ def test_attribution_one_prompt(student, reference, hooked, trusted_sae):
     tokens, last = ch.tokenize_prompts(hooked, [ch.to_prompt("Nine is smaller than two.")])
     with one_thread():
         expected = reference.sae_attribution(hooked, trusted_sae, tokens, last)
-        got = as_tuple(student.sae_attribution(student.model, student.sae, tokens, last), 2, "sae_attribution")
+        got = check_sequence(student.sae_attribution(student.model, student.sae, tokens, last), 2, "sae_attribution")
     assert_close(got[0], expected[0], atol=1e-3, rtol=1e-3, what="attributions for one prompt")
 
 
@@ -310,7 +277,7 @@ def test_ablate_one_node_and_none(student, reference, hooked, trusted_sae, sdata
 
 
 def check_prune(student, reference, edges, attr, grad, k_down, k_up, what):
-    got = as_tuple(student.prune_graph(edges, attr, grad, k_down, k_up), 3, "prune_graph")
+    got = check_sequence(student.prune_graph(edges, attr, grad, k_down, k_up), 3, "prune_graph")
     exp = reference.prune_graph(edges, attr, grad, k_down, k_up)
     down, up = torch.as_tensor(got[0]).long().cpu(), torch.as_tensor(got[1]).long().cpu()
     check_shape(down, (k_down, 2), f"{what}: down_nodes")

@@ -15,14 +15,13 @@ LayerNorm and tokenizer handles to their trusted twins.
 from __future__ import annotations
 
 import inspect
-from contextlib import contextmanager
 
 import torch
 
 import brackets_helpers
-from autograder.checks import CheckFailed, assert_close, check_is_tensor, check_shape
+from autograder.checks import CheckFailed, assert_close, check_float, check_is_tensor, check_sequence, check_shape
 from autograder.grade.student import Remote
-from autograder.testing import fixture, grades
+from autograder.testing import fixture, grades, one_thread
 
 N_STRINGS = 96
 
@@ -129,21 +128,6 @@ def _key(value, hooked):
     return ("value", repr(value))
 
 
-@contextmanager
-def one_thread():
-    """Run the reference on one CPU thread, restoring the grader's setting after.
-
-    The model is tiny: a second thread brings nothing, and on a loaded machine
-    (two cores shared by several processes) it makes every op several times slower.
-    """
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
-
-
 def ref(memo, reference, hooked, name, *args):
     """``reference.<name>(*args)``, memoised; tensors in the result are cloned for the caller."""
     key = (name,) + tuple(_key(a, hooked) for a in args)
@@ -203,27 +187,12 @@ def use_reference(student, reference, hooked, memo, *names):
         student.use_reference(name, stand_in)
 
 
-def as_tuple(value, n, what):
-    if not isinstance(value, (tuple, list)) or len(value) != n:
-        raise CheckFailed(f"{what}: expected a tuple of {n} values, got {type(value).__name__}"
-                          + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else ""))
-    return value
-
-
 def as_bool(value, what):
     if isinstance(value, bool):
         return value
     if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype == torch.bool:
         return bool(value)
     raise CheckFailed(f"{what}: expected a bool (True or False), got {str(value)[:80]}")
-
-
-def as_float(value, what):
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value.reshape(()).item())
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise CheckFailed(f"{what}: expected a number, got {str(value)[:80]}")
 
 
 EDGE_CASES = ["", "(", ")", "()", ")(", "(())", "())(", "(()", "())", "()()()", "((()))", ")()(", "(()))(()",
@@ -279,14 +248,14 @@ def test_get_post_final_ln_dir(student, reference, hooked, data, memo):
 
 def _check_ln_fit(student, reference, hooked, memo, data, ln_name, seq_pos, what):
     sdata = student_data(student, data)
-    got = as_tuple(student.get_ln_fit(student.model, sdata, student_ln(student, ln_name), seq_pos), 3, "get_ln_fit")
+    got = check_sequence(student.get_ln_fit(student.model, sdata, student_ln(student, ln_name), seq_pos), 3, "get_ln_fit")
     layernorm = hooked.get_submodule(ln_name)
     W_want, b_want, r2_want = ref(memo, reference, hooked, "get_ln_fit", hooked, data, layernorm, seq_pos)
     W, b = check_is_tensor(got[0], "W"), check_is_tensor(got[1], "b")
     d = hooked.cfg.d_model
     check_shape(W, (d, d), f"W ({what})")
     check_shape(b, (d,), f"b ({what})")
-    r2 = as_float(got[2], f"r2 ({what})")
+    r2 = check_float(got[2], f"r2 ({what})")
     # Compare what the fit predicts on the inputs it was fitted to: every least-squares solution agrees there.
     inp_name, _ = reference.LN_hook_names(hooked, layernorm)
     inp = ref(memo, reference, hooked, "get_activations", hooked, data.toks, inp_name)
@@ -349,7 +318,7 @@ def test_get_out_by_components_other_data(student, reference, hooked, data_other
 
 def _check_failures(student, reference, strs, what):
     toks = brackets_helpers.SimpleTokenizer().tokenize(strs)
-    got = as_tuple(student.get_elevation_failures(toks), 2, "get_elevation_failures")
+    got = check_sequence(student.get_elevation_failures(toks), 2, "get_elevation_failures")
     want = reference.get_elevation_failures(toks)
     for name, g, w in zip(("negative_failure", "total_elevation_failure"), got, want):
         g = check_is_tensor(g, name)
@@ -482,7 +451,7 @@ def test_get_q_and_k_for_given_input(student, reference, hooked, data, max_len, 
     cases = [("()" * (max_len // 2), 0), (data.strs[0], hooked.cfg.n_layers - 1), ("(()", 1)]
     for parens, layer in cases:
         want = ref(memo, reference, hooked, "get_q_and_k_for_given_input", hooked, tokenizer, parens, layer)
-        got = as_tuple(student.get_q_and_k_for_given_input(student.model, student.tokenizer, parens, layer), 2,
+        got = check_sequence(student.get_q_and_k_for_given_input(student.model, student.tokenizer, parens, layer), 2,
                        "get_q_and_k_for_given_input")
         assert_close(got[0], want[0], what=f"q of layer {layer} on {parens!r}")
         assert_close(got[1], want[1], what=f"k of layer {layer} on {parens!r}")

@@ -15,7 +15,7 @@ per grading session from the trusted model.
 import torch
 
 import grok_helpers
-from autograder.checks import CheckFailed, assert_close, assert_equal, check_is_tensor, check_shape
+from autograder.checks import CheckFailed, assert_close, assert_equal, check_is_tensor, check_sequence, check_shape
 from autograder.testing import fixture, grades
 
 # ----------------------------------------------------------------------------- fixtures
@@ -136,19 +136,12 @@ def gen(seed):
     return lambda *shape, scale=1.0: torch.randn(*shape, generator=g) * scale
 
 
-def as_tuple(value, n, what):
-    if not isinstance(value, (tuple, list)) or len(value) != n:
-        raise CheckFailed(f"{what}: expected a tuple of {n} values, got {type(value).__name__}"
-                          + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else ""))
-    return value
-
-
 # ----------------------------------------------------------------------------- 1. caching
 
 
 def _check_activations(student, reference, cache, p, what):
     expected = reference.get_activations(cache, p)
-    got = as_tuple(student.get_activations(cache, p), 3, "get_activations")
+    got = check_sequence(student.get_activations(cache, p), 3, "get_activations")
     for name, mine, want in zip(["attn_mat", "neuron_acts_post", "neuron_acts_pre"], got, expected):
         assert_close(mine, want, what=f"{name} ({what})")
 
@@ -211,7 +204,7 @@ def test_W_attn(student, reference, model, seed):
 def test_make_fourier_basis(student, reference, p):
     for n in [p, 7, 11]:
         want, want_names = reference.make_fourier_basis(n)
-        got = as_tuple(student.make_fourier_basis(n), 2, f"make_fourier_basis({n})")
+        got = check_sequence(student.make_fourier_basis(n), 2, f"make_fourier_basis({n})")
         assert_close(got[0], want, what=f"make_fourier_basis({n}) basis")
         assert_equal(list(got[1]), want_names, what=f"make_fourier_basis({n}) names")
 
@@ -259,7 +252,7 @@ def test_arrange_by_2d_freqs(student, reference, fourier_acts_final, p, seed):
 
 def _check_neuron_freqs(student, reference, fourier_acts, what):
     student.use_reference("arrange_by_2d_freqs", reference.arrange_by_2d_freqs)
-    got = as_tuple(student.find_neuron_freqs(fourier_acts), 2, "find_neuron_freqs")
+    got = check_sequence(student.find_neuron_freqs(fourier_acts), 2, "find_neuron_freqs")
     freqs, frac = check_is_tensor(got[0], "neuron_freqs"), check_is_tensor(got[1], "neuron_frac_explained")
     d_mlp, half = fourier_acts.shape[-1], fourier_acts.shape[0] // 2
     check_shape(freqs, (d_mlp,), "neuron_freqs")
@@ -338,7 +331,7 @@ def test_project_onto_frequency(student, reference, acts_final, basis, basis7, k
 def test_get_trig_sum_directions(student, reference, basis, basis7, key_freqs, p):
     cases = [(k, basis, p) for k in sorted({1, p // 2, *key_freqs})] + [(k, basis7, 7) for k in (1, 2, 3)]
     for k, b, n in cases:
-        got = as_tuple(student.get_trig_sum_directions(k, b), 2, "get_trig_sum_directions")
+        got = check_sequence(student.get_trig_sum_directions(k, b), 2, "get_trig_sum_directions")
         want = reference.get_trig_sum_directions(k, b)
         assert_close(got[0], want[0], what=f"cos_dir for k = {k}, p = {n}")
         assert_close(got[1], want[1], what=f"sin_dir for k = {k}, p = {n}")
@@ -405,7 +398,7 @@ def test_fourier_norms_over_training_small(student, reference, basis7, seed):
 def _check_svd(student, reference, W_E, basis, n_components, what):
     student.use_reference("fft1d", reference.fft1d)
     want_S, want_power = reference.svd_fourier_power(W_E, basis, n_components)
-    got = as_tuple(student.svd_fourier_power(W_E, basis, n_components), 2, "svd_fourier_power")
+    got = check_sequence(student.svd_fourier_power(W_E, basis, n_components), 2, "svd_fourier_power")
     S, power = check_is_tensor(got[0], "S"), check_is_tensor(got[1], "power")
     assert_close(S, want_S, atol=1e-4, rtol=1e-3, what=f"singular values ({what})")
     check_shape(power, want_power.shape, f"power ({what})")

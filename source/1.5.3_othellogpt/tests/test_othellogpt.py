@@ -13,27 +13,13 @@ hook names to tensors. Dependencies are swapped for the reference
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 import othello_helpers as oh
-from autograder.checks import CheckFailed, assert_close, assert_equal, check_shape
-from autograder.testing import fixture, grades
+from autograder.checks import CheckFailed, assert_close, assert_equal, check_sequence, check_shape
+from autograder.testing import fixture, grades, one_thread
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Run many tiny forward passes on one intra-op thread: with the CPU shared, more threads spin and
-    wait on each other (a scan of ~60 forward passes took 20 s on 2 busy cores, 1 s on one thread)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @fixture
@@ -153,13 +139,6 @@ def gen(seed):
     return lambda *shape, scale=1.0: torch.randn(*shape, generator=g) * scale
 
 
-def as_tuple(value, n, what):
-    if not isinstance(value, (tuple, list)) or len(value) != n:
-        raise CheckFailed(f"{what}: expected a tuple of {n} values, got {type(value).__name__}"
-                          + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else ""))
-    return value
-
-
 def subset(cache, names):
     return {k: cache[k] for k in names}
 
@@ -191,7 +170,7 @@ def test_apply_probe_shapes(student, reference, seed):
 @grades("get_probe_directions")
 def test_probe_directions_model(student, reference, probe):
     expected = reference.get_probe_directions(probe[0])
-    got = as_tuple(student.get_probe_directions(probe[0]), 2, "get_probe_directions")
+    got = check_sequence(student.get_probe_directions(probe[0]), 2, "get_probe_directions")
     for name, mine, want in zip(["blank_dir", "mine_vs_theirs_dir"], got, expected):
         assert_close(mine, want, what=f"{name} (shipped probe)")
 
@@ -200,7 +179,7 @@ def test_probe_directions_model(student, reference, probe):
 def test_probe_directions_random(student, reference, seed):
     probe = gen(seed + 1)(9, 8, 8, 3, scale=3.0)
     expected = reference.get_probe_directions(probe)
-    got = as_tuple(student.get_probe_directions(probe), 2, "get_probe_directions")
+    got = check_sequence(student.get_probe_directions(probe), 2, "get_probe_directions")
     for name, mine, want in zip(["blank_dir", "mine_vs_theirs_dir"], got, expected):
         assert_close(mine, want, what=f"{name} (random probe, d_model 9)")
 
@@ -244,7 +223,7 @@ def test_contributions_square_just_played(student, reference, hooked, cache_dict
     s = int(games["squares"][0, 30])
     d = directions[1][:, s // 8, s % 8]
     expected = reference.calculate_attn_and_mlp_probe_score_contributions(hooked, cache, d)
-    got = as_tuple(student.calculate_attn_and_mlp_probe_score_contributions(student.model, cache, d), 2,
+    got = check_sequence(student.calculate_attn_and_mlp_probe_score_contributions(student.model, cache, d), 2,
                    "calculate_attn_and_mlp_probe_score_contributions")
     for name, mine, want in zip(["attention contributions", "MLP contributions"], got, expected):
         assert_close(mine, want, atol=1e-4, rtol=1e-3, what=f"{name} (mine-vs-theirs direction of a square)")
@@ -255,7 +234,7 @@ def test_contributions_unnormalised(student, reference, hooked, cache_dict, seed
     cache = subset(cache_dict, contribution_names(hooked.cfg.n_layers))
     d = gen(seed + 3)(hooked.cfg.d_model, scale=0.7).to(hooked.cfg.device)
     expected = reference.calculate_attn_and_mlp_probe_score_contributions(hooked, cache, d)
-    got = as_tuple(student.calculate_attn_and_mlp_probe_score_contributions(student.model, cache, d), 2,
+    got = check_sequence(student.calculate_attn_and_mlp_probe_score_contributions(student.model, cache, d), 2,
                    "calculate_attn_and_mlp_probe_score_contributions")
     for name, mine, want in zip(["attention contributions", "MLP contributions"], got, expected):
         assert_close(mine, want, atol=1e-4, rtol=1e-3, what=f"{name} (a direction that is not unit length)")
