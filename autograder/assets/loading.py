@@ -225,6 +225,32 @@ def hooked_from_hf_folder(
     )
 
 
+# What HookedTransformer.from_pretrained does to GPT-2's weights.
+GPT2_PROCESSING = dict(fold_ln=True, center_writing_weights=True, center_unembed=True, fold_value_biases=True,
+                       refactor_factored_attn_matrices=False)
+EOT = "<|endoftext|>"
+
+
+def hooked_gpt2_from_folder(folder: str | os.PathLike, device: str = "cpu") -> "HookedTransformer":
+    """A Hugging Face GPT-2 folder (``gpt2`` from the asset cache, or a project-trained GPT-2 with a word-level
+    tokenizer.json) as ``HookedTransformer.from_pretrained`` would give it for a hub id: weights processed as
+    for GPT-2, a tokenizer that prepends ``<|endoftext|>`` as BOS and pads on the right with it; eval mode,
+    gradients off. Sections 1.3.1, 1.3.3, 1.4.1 and 1.4.2 load both profiles through it."""
+    from transformers import PreTrainedTokenizerFast
+
+    hf_cfg = read_config(folder)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(
+        str(folder), bos_token=EOT, eos_token=EOT, unk_token=EOT, pad_token=EOT, add_bos_token=True
+    )
+    tokenizer.padding_side = "right"
+    model = hooked_from_hf_folder(
+        folder, device=str(device), fold_ln=True, processing=GPT2_PROCESSING, tokenizer=tokenizer,
+        d_mlp=hf_cfg.get("n_inner") or 4 * hf_cfg["n_embd"], tokenizer_name=None, default_prepend_bos=True,
+    )
+    model.requires_grad_(False)
+    return model
+
+
 # ----------------------------------------------------------------------------- TransformerLens hub folders
 
 

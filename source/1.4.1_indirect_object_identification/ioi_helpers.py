@@ -38,14 +38,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from autograder.assets import require_asset
-from autograder.assets.loading import hooked_from_hf_folder, read_config, verify_sha256sums
+from autograder.assets.loading import EOT, hooked_gpt2_from_folder as load_folder, verify_sha256sums
 
 if TYPE_CHECKING:  # type hints only
     from transformer_lens import HookedTransformer
 
 PROFILE = os.environ.get("AUTOGRADER_PROFILE", "lite")
 LITE_DIR = Path(__file__).parent / "assets" / "lite"
-EOT = "<|endoftext|>"
 REGENERATE_CMD = "cd source/1.4.1_indirect_object_identification && python assets/train_lite.py"
 
 # --------------------------------------------------------------------------
@@ -121,34 +120,11 @@ def model_folder(profile: str = PROFILE) -> Path:
     return LITE_DIR if profile == "lite" else require_asset("1.4.1", "gpt2-small", "full")
 
 
-# What HookedTransformer.from_pretrained does to GPT-2's weights.
-PROCESSING = dict(fold_ln=True, center_writing_weights=True, center_unembed=True, fold_value_biases=True,
-                  refactor_factored_attn_matrices=False)
-
-
 def load_model(profile: str = PROFILE, device: str = "cpu") -> "HookedTransformer":
     """The profile's model as a ``HookedTransformer`` in eval mode, gradients off, with ``use_attn_result``
     off and ``use_split_qkv_input`` off (hooks on ``hook_z`` are all the exercises need). The same code path for
     both profiles: a Hugging Face GPT-2 folder, TransformerLens's conversion, and a tokenizer that prepends BOS."""
     return load_folder(model_folder(profile), device)
-
-
-def load_folder(folder: str | os.PathLike, device: str = "cpu") -> "HookedTransformer":
-    """:func:`load_model` for a given Hugging Face GPT-2 folder."""
-    from transformers import PreTrainedTokenizerFast
-
-    hf_cfg = read_config(folder)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(
-        str(folder), bos_token=EOT, eos_token=EOT, unk_token=EOT, pad_token=EOT, add_bos_token=True
-    )
-    tokenizer.padding_side = "right"
-    model = hooked_from_hf_folder(
-        folder, device=str(device), fold_ln=True, processing=PROCESSING, tokenizer=tokenizer,
-        d_mlp=hf_cfg.get("n_inner") or 4 * hf_cfg["n_embd"], tokenizer_name=None,
-        default_prepend_bos=True,
-    )
-    model.requires_grad_(False)
-    return model
 
 
 def name_token(model: "HookedTransformer", name: str) -> int:
