@@ -8,42 +8,16 @@ a good sign, not a guarantee.
 
 from __future__ import annotations
 
-import inspect
 import math
-from typing import Callable
 
 import torch
 
 import truth_helpers as th
 from autograder.checks import CheckFailed, assert_close, check_shape
+from autograder.public_checks import PublicChecks
 
-CHECKS: dict[str, Callable[[dict], None]] = {}
-
-
-def register(name: str) -> Callable:
-    def add(fn: Callable[[dict], None]) -> Callable[[dict], None]:
-        CHECKS[name] = fn
-        return fn
-
-    return add
-
-
-def check(name: str) -> None:
-    """Run the public checks of exercise ``name`` against the notebook's definitions."""
-    if name not in CHECKS:
-        raise KeyError(f"no public checks for {name!r}; known: {', '.join(sorted(CHECKS))}")
-    frame = inspect.currentframe()
-    notebook_globals = frame.f_back.f_globals if frame and frame.f_back else {}
-    try:
-        CHECKS[name](notebook_globals)
-    except NotImplementedError:
-        print(f"✗ {name}: not implemented yet (the cell still raises NotImplementedError).")
-    except CheckFailed as exc:
-        print(f"✗ {name}: {exc}")
-    except KeyError as exc:
-        print(f"✗ {name}: {exc.args[0] if exc.args else exc} is not defined in your notebook; run its cell first.")
-    else:
-        print(f"✓ {name}: all public checks passed.")
+CHECKS = PublicChecks()
+register, check = CHECKS.register, CHECKS.check
 
 
 def _float(value, what: str) -> float:

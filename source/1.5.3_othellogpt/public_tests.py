@@ -8,53 +8,16 @@ are a subset of what grading checks; passing them is a good sign, not a guarante
 from __future__ import annotations
 
 import functools
-import inspect
 import math
-from typing import Callable
 
 import torch
 
-from autograder.checks import CheckFailed, assert_close, assert_equal, check_shape
+from autograder.checks import CheckFailed, assert_close, check_shape
+from autograder.public_checks import PublicChecks
 
-CHECKS: dict[str, Callable[[dict], None]] = {}
+CHECKS = PublicChecks(no_grad=True, one_thread=True)
+register, check = CHECKS.register, CHECKS.check
 _CACHE: dict[str, object] = {}
-
-
-def register(name: str) -> Callable:
-    def add(fn: Callable[[dict], None]) -> Callable[[dict], None]:
-        @functools.wraps(fn)
-        def on_one_thread(g: dict) -> None:
-            # Many tiny forward passes: on a busy CPU, several intra-op threads mostly wait on each other.
-            before = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                fn(g)
-            finally:
-                torch.set_num_threads(before)
-
-        CHECKS[name] = on_one_thread
-        return fn
-
-    return add
-
-
-def check(name: str) -> None:
-    """Run the public checks of exercise ``name`` against the notebook's definitions."""
-    if name not in CHECKS:
-        raise KeyError(f"no public checks for {name!r}; known: {', '.join(sorted(CHECKS))}")
-    frame = inspect.currentframe()
-    notebook_globals = frame.f_back.f_globals if frame and frame.f_back else {}
-    try:
-        with torch.no_grad():
-            CHECKS[name](notebook_globals)
-    except NotImplementedError:
-        print(f"✗ {name}: not implemented yet (the cell still raises NotImplementedError).")
-    except CheckFailed as exc:
-        print(f"✗ {name}: {exc}")
-    except KeyError as exc:
-        print(f"✗ {name}: {exc.args[0] if exc.args else exc} is not defined in your notebook; run its cell first.")
-    else:
-        print(f"✓ {name}: all public checks passed.")
 
 
 # ----------------------------------------------------------------------------- shared inputs
