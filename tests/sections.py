@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
 import nbformat
@@ -29,3 +31,11 @@ def required_variants(variants: list[Variant]) -> list[Variant]:
             taken[key] = taken.get(key, 0) + 1
             required.append(v)
     return required
+
+
+def import_fresh(monkeypatch, folder: Path, module: str):
+    """``module`` imported anew from ``folder`` (a section's helpers or training script), so that the test's
+    monkeypatched environment (profile, asset cache) applies to it; the path goes when the test ends."""
+    monkeypatch.syspath_prepend(str(folder))
+    sys.modules.pop(module, None)
+    return importlib.import_module(module)

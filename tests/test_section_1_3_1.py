@@ -19,6 +19,7 @@ from autograder.authoring.assignment import find_assignment
 from autograder.layout import CourseLayout
 from conftest import REPO
 from fake_hub import fetch_full_then_go_offline, save_tiny_gpt2, serve_hub
+from sections import import_fresh
 
 ASSIGNMENT = find_assignment(CourseLayout(REPO).source, "1.3.1")
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -26,11 +27,7 @@ WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 
 
 def _th(monkeypatch):
-    monkeypatch.syspath_prepend(str(ASSIGNMENT.source_dir))
-    sys.modules.pop("truth_helpers", None)
-    import truth_helpers
-
-    return truth_helpers
+    return import_fresh(monkeypatch, ASSIGNMENT.source_dir, "truth_helpers")
 
 
 def _truth_by_parsing(statement: str, capitals: dict[str, str]) -> int:
@@ -190,9 +187,7 @@ def test_recorded_evidence_is_this_checkpoints(monkeypatch):
     """training_info.json's numbers are recomputed from the shipped checkpoint by the training script's own
     measure(), and the notebook's header table states them."""
     th = _th(monkeypatch)
-    monkeypatch.syspath_prepend(str(ASSIGNMENT.source_dir / "assets"))
-    sys.modules.pop("train_lite", None)
-    import train_lite
+    train_lite = import_fresh(monkeypatch, ASSIGNMENT.source_dir / "assets", "train_lite")
 
     recorded = json.loads((th.LITE_DIR / "training_info.json").read_text())["evidence"]
     measured = train_lite.measure(th.load_model("lite"))

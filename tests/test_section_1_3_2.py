@@ -18,17 +18,14 @@ from autograder.authoring.assignment import find_assignment
 from autograder.layout import CourseLayout
 from conftest import REPO
 from fake_hub import fetch_full_then_go_offline, save_tiny_gpt2, serve_hub
+from sections import import_fresh
 
 ASSIGNMENT = find_assignment(CourseLayout(REPO).source, "1.3.2")
 NUMBER_TASKS = ("successor", "predecessor", "permutation")
 
 
 def _fh(monkeypatch):
-    monkeypatch.syspath_prepend(str(ASSIGNMENT.source_dir))
-    sys.modules.pop("fv_helpers", None)
-    import fv_helpers
-
-    return fv_helpers
+    return import_fresh(monkeypatch, ASSIGNMENT.source_dir, "fv_helpers")
 
 
 # ----------------------------------------------------------------------------- the checkpoint

@@ -19,16 +19,13 @@ from autograder.authoring.assignment import find_assignment
 from autograder.layout import CourseLayout
 from conftest import REPO
 from fake_hub import fetch_full_then_go_offline, save_tiny_gpt2, serve_hub
+from sections import import_fresh
 
 ASSIGNMENT = find_assignment(CourseLayout(REPO).source, "1.3.3")
 
 
 def _sh(monkeypatch):
-    monkeypatch.syspath_prepend(str(ASSIGNMENT.source_dir))
-    sys.modules.pop("sae_helpers", None)
-    import sae_helpers
-
-    return sae_helpers
+    return import_fresh(monkeypatch, ASSIGNMENT.source_dir, "sae_helpers")
 
 
 # ----------------------------------------------------------------------------- the checkpoint
@@ -192,9 +189,7 @@ def test_recorded_evidence_is_this_checkpoints(monkeypatch):
     """training_info.json's numbers are recomputed from the shipped checkpoint by the training script's own
     measure(), and the notebook's header tables state them."""
     sh = _sh(monkeypatch)
-    monkeypatch.syspath_prepend(str(ASSIGNMENT.source_dir / "assets"))
-    sys.modules.pop("train_lite", None)
-    import train_lite
+    train_lite = import_fresh(monkeypatch, ASSIGNMENT.source_dir / "assets", "train_lite")
 
     recorded = json.loads((sh.LITE_DIR / "training_info.json").read_text())["evidence"]
     measured = train_lite.measure((sh.load_model("lite"), sh.load_sae("lite")))

@@ -7,23 +7,19 @@ of failing (measured here with our own code, independently of the notebook)."""
 from __future__ import annotations
 
 import shutil
-import sys
 
 import pytest
 
 from autograder.authoring.assignment import find_assignment
 from autograder.layout import CourseLayout
 from conftest import REPO
+from sections import import_fresh
 
 ASSIGNMENT = find_assignment(CourseLayout(REPO).source, "1.5.1")
 
 
 def _helpers(monkeypatch):
-    monkeypatch.syspath_prepend(str(ASSIGNMENT.source_dir))
-    sys.modules.pop("brackets_helpers", None)
-    import brackets_helpers
-
-    return brackets_helpers
+    return import_fresh(monkeypatch, ASSIGNMENT.source_dir, "brackets_helpers")
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ that the lite model groks with Fourier features."""
 
 from __future__ import annotations
 
-import sys
 
 from autograder.authoring.assignment import find_assignment
 from autograder.layout import CourseLayout
 from conftest import REPO
+from sections import import_fresh
 
 ASSIGNMENT = find_assignment(CourseLayout(REPO).source, "1.5.2")
 
@@ -18,11 +18,7 @@ ASSIGNMENT = find_assignment(CourseLayout(REPO).source, "1.5.2")
 
 
 def _grok_helpers(monkeypatch):
-    monkeypatch.syspath_prepend(str(ASSIGNMENT.source_dir))
-    sys.modules.pop("grok_helpers", None)
-    import grok_helpers
-
-    return grok_helpers
+    return import_fresh(monkeypatch, ASSIGNMENT.source_dir, "grok_helpers")
 
 
 def test_lite_checkpoint_matches_its_hashes(monkeypatch):

@@ -15,16 +15,13 @@ import pytest
 from autograder.authoring.assignment import find_assignment
 from autograder.layout import CourseLayout
 from conftest import REPO
+from sections import import_fresh
 
 ASSIGNMENT = find_assignment(CourseLayout(REPO).source, "1.5.3")
 
 
 def _oh(monkeypatch):
-    monkeypatch.syspath_prepend(str(ASSIGNMENT.source_dir))
-    sys.modules.pop("othello_helpers", None)
-    import othello_helpers
-
-    return othello_helpers
+    return import_fresh(monkeypatch, ASSIGNMENT.source_dir, "othello_helpers")
 
 
 # ----------------------------------------------------------------------------- the engine

@@ -58,11 +58,6 @@ REGENERATE_CMD = "cd source/1.3.3_saes_with_saelens && python assets/train_lite.
 FULL_SAE_ID = "blocks.6.hook_resid_pre"  # the SAE of the gpt2-small-res-jb release that the full profile uses
 
 # --------------------------------------------------------------------------
-# The text: the statements of section 1.3.1
-# --------------------------------------------------------------------------
-
-
-# --------------------------------------------------------------------------
 # The model and the SAE
 # --------------------------------------------------------------------------
 

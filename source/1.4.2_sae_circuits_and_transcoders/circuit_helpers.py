@@ -57,11 +57,6 @@ REGENERATE_CMD = "cd source/1.4.2_sae_circuits_and_transcoders && python assets/
 FULL_SAE_ID = "blocks.6.hook_resid_pre"  # the SAE of the gpt2-small-res-jb release that the full profile uses
 
 # --------------------------------------------------------------------------
-# The text: the statements of section 1.3.1
-# --------------------------------------------------------------------------
-
-
-# --------------------------------------------------------------------------
 # The model, the SAE and the transcoder
 # --------------------------------------------------------------------------
 
