@@ -25,6 +25,18 @@ from conftest import available_sandbox, write_notebook
 KILL_AFTER = [1, 3, 5]  # results on disk when each SIGKILL lands
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_reaches_the_grader():
+    """Ctrl-C as a terminal user has it, however the suite was started. A shell starts a background job
+    (`cmd &` without job control) with SIGINT ignored, and an ignored signal stays ignored across exec: the
+    graders these tests start would never see their Ctrl-C. A handled signal is reset to the default on exec,
+    so a handler here gives every child Python's own KeyboardInterrupt again."""
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.fixture
 def batch(toy_assignment, tmp_path):
     folder = tmp_path / "subs"
