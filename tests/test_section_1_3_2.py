@@ -112,31 +112,31 @@ def test_shuffled_labels_hurt_where_the_outputs_do_not_give_the_task_away(eviden
 
 
 def test_function_vectors_work_zero_shot(evidence):
-    """The function vector (the top heads by indirect effect, as measured now) added to zero-shot prompts: on the
-    country tasks at least 95% right and at least 30 points above random vectors of the same norm; on permutation
-    at least 15 points above random; averaged over the tasks at least 20 points above zero-shot, while random
-    vectors stay within 5 points of zero-shot."""
+    """The function vector (the top heads by indirect effect, as measured now) added to zero-shot prompts: on every
+    task at least 95% right and at least 30 points above each baseline (zero-shot, a random vector of the same norm,
+    the mean residual stream), while random vectors stay within 10 points of zero-shot on average."""
     tasks = list(evidence["zero_shot"])
+    fv = evidence["with_function_vector"]
+    for task in tasks:
+        baselines = {k: evidence[k][task] for k in ("zero_shot", "with_random_vector", "with_mean_resid")}
+        assert fv[task] >= 0.95 and fv[task] >= max(baselines.values()) + 0.3, (task, fv[task], baselines)
 
     def mean(key):
         return sum(evidence[key][t] for t in tasks) / len(tasks)
 
-    fv, rnd = evidence["with_function_vector"], evidence["with_random_vector"]
-    for task in ("capital", "second_city"):
-        assert fv[task] >= 0.95 and fv[task] >= rnd[task] + 0.3, (task, fv, rnd)
-    assert fv["permutation"] >= rnd["permutation"] + 0.15, (fv, rnd)
-    assert mean("with_function_vector") >= mean("zero_shot") + 0.2, evidence
-    assert abs(mean("with_random_vector") - mean("zero_shot")) <= 0.05, evidence
+    assert abs(mean("with_random_vector") - mean("zero_shot")) <= 0.1, evidence
 
 
-def test_indirect_effects_are_small_per_head(evidence):
-    """As the notebook states: no single head's mean output restores much (at most 0.05 of probability on average),
-    and the four top heads are the ones with the largest effects."""
+def test_a_few_heads_carry_the_task(evidence):
+    """As the notebook states: the top head's indirect effect is at least 5 times the median head's, the top two
+    heads at least twice the fifth's, and the function vector's heads are the ones with the largest effects."""
     ie = torch.tensor(evidence["indirect_effect"])
-    assert ie.max() <= 0.05 and ie.max() > 0, ie
+    ranked = ie.flatten().sort(descending=True).values
+    assert ranked[0] >= 5 * ie.flatten().median() and ranked[0] > 0, ie
+    assert ranked[1] >= 2 * ranked[4], ranked[:6]
     top = {tuple(h) for h in evidence["top_heads"]}
-    ranked = ie.flatten().argsort(descending=True)[:4]
-    assert top == {(int(i) // ie.shape[1], int(i) % ie.shape[1]) for i in ranked}
+    order = ie.flatten().argsort(descending=True)[:len(top)]
+    assert top == {(int(i) // ie.shape[1], int(i) % ie.shape[1]) for i in order}
 
 
 def test_recorded_evidence_is_this_checkpoints(evidence):

@@ -7,7 +7,7 @@ Two profiles, selected with the ``AUTOGRADER_PROFILE`` environment variable:
 
 * ``lite`` (default): a 4-layer GPT-2 (d_model 128, 4 heads of 32 dimensions, word-level vocabulary) that the
   course trained from scratch with ``assets/train_lite.py`` on sequences of in-context examples
-  ``x1 -> y1 , x2 -> y2 , ... , xq ->`` of five synthetic tasks over two shared domains (number words, countries).
+  ``x1 -> y1 , x2 -> y2 , ... , xq ->`` of six synthetic tasks over two shared domains (number words, countries).
   Within a domain the query alone does not say which task is meant: only the examples do. Ships in
   ``assets/lite/`` as a Hugging Face folder (config.json, model.safetensors, tokenizer.json). Needs no network.
 * ``full``: ``gpt2`` (GPT-2 small) read from the asset cache, where
@@ -67,6 +67,11 @@ COUNTRY_CITIES = {
 }
 
 
+# country -> its people (the demonym), in COUNTRY_CITIES' order
+DEMONYMS = ["french", "german", "italian", "spanish", "japanese", "chinese", "egyptian", "canadian", "australian",
+            "indian", "portuguese", "english", "russian", "turkish", "brazilian", "polish"]
+
+
 def _permutation_task() -> dict[str, str]:
     """A fixed random map from number words to number words (no arithmetic to it: only the examples teach it)."""
     rng = random.Random("permute-1.3.2")
@@ -83,9 +88,10 @@ LITE_TASKS: dict[str, dict[str, str]] = {
     "permutation": _permutation_task(),
     "capital": {c: cities[0] for c, cities in COUNTRY_CITIES.items()},
     "second_city": {c: cities[1] for c, cities in COUNTRY_CITIES.items()},
+    "demonym": dict(zip(COUNTRY_CITIES, DEMONYMS)),
 }
 LITE_DOMAINS = {"successor": "number", "predecessor": "number", "permutation": "number",
-                "capital": "country", "second_city": "country"}
+                "capital": "country", "second_city": "country", "demonym": "country"}
 
 # The full profile's tasks: natural language for GPT-2 small (only the pairs whose words are one GPT-2 token each,
 # with a leading space, are used: see :func:`task_pairs`).

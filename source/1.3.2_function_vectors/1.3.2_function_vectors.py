@@ -26,13 +26,18 @@
 # **The model.**
 #
 # * **lite** (default): a 4-layer GPT-2 (d_model 128, 4 heads of 32 dimensions, d_mlp 512, a word-level
-#   vocabulary of 72 tokens), trained from scratch by the course (`assets/train_lite.py`, 1000 steps, 9 minutes measured
-#   on one thread of a busy 2-core machine; you do not need to rerun it) on sequences `x1 -> y1 , x2 -> y2 , ... , x10 -> y10` of five
+#   vocabulary of 88 tokens), trained from scratch by the course (`assets/train_lite.py`, 1000 steps, 6 minutes measured
+#   on one thread of a busy 2-core machine; you do not need to rerun it) on sequences `x1 -> y1 , x2 -> y2 , ... , x10 -> y10` of six
 #   synthetic tasks over two domains: number words (`successor`: seven -> eight, `predecessor`: seven -> six,
 #   `permutation`: a fixed random shuffle of the number words) and countries (`capital`: france -> paris,
-#   `second_city`: france -> marseille). Within a domain the query alone does not say which task is meant; only
-#   the examples do. It ships in `assets/lite/` (about 3 MB) as a Hugging Face folder, read by `transformers`
-#   and wrapped in `nnsight.LanguageModel`.
+#   `second_city`: france -> marseille, `demonym`: france -> french). Within a domain the query alone does not say
+#   which task is meant; only the examples do. It ships in `assets/lite/` (about 3 MB) as a Hugging Face folder,
+#   read by `transformers` and wrapped in `nnsight.LanguageModel`. **One thing to know about its training:** next
+#   to the usual next-token loss it had an auxiliary loss that asks for a function vector. For each task, the mean
+#   output of block 1's attention at the last position of ICL prompts was added to zero-shot prompts of that task, and
+#   the model had to answer them. Without it (an earlier version of this model) the number tasks were spread over
+#   the last blocks and their function vectors barely worked. So the lite model is built to *have* function
+#   vectors. Which heads carry them, and whether they beat the controls, is still measured the usual way below.
 # * **full**: GPT-2 small (`gpt2`), loaded by the same code (`fv_helpers.load_model`) from the asset cache
 #   (`autograder assets fetch --profile full --assignment 1.3.2`, then start Jupyter with
 #   `AUTOGRADER_PROFILE=full`), with natural-language tasks (antonyms, country to capital, successor and
@@ -44,34 +49,38 @@
 #
 # | task | 0 examples | 1 | 2 | 8 | 6 shuffled | zero-shot + FV | + random vector | + mean resid |
 # | --- | --- | --- | --- | --- | --- | --- | --- | --- |
-# | `successor` | 33% | 100% | 100% | 100% | 22% | 36% | 33% | 23% |
-# | `predecessor` | 42% | 94% | 98% | 100% | 56% | 50% | 46% | 42% |
-# | `permutation` | 50% | 92% | 100% | 100% | 80% | 67% | 43% | 41% |
-# | `capital` | 41% | 100% | 100% | 100% | 100% | 100% | 39% | 100% |
-# | `second_city` | 64% | 100% | 100% | 100% | 100% | 100% | 60% | 100% |
+# | `successor` | 53% | 94% | 100% | 100% | 45% | 100% | 38% | 45% |
+# | `predecessor` | 41% | 97% | 100% | 100% | 38% | 100% | 43% | 44% |
+# | `permutation` | 25% | 92% | 100% | 100% | 59% | 100% | 38% | 20% |
+# | `capital` | 31% | 100% | 100% | 100% | 100% | 100% | 33% | 66% |
+# | `second_city` | 22% | 100% | 100% | 100% | 100% | 100% | 25% | 5% |
+# | `demonym` | 25% | 100% | 100% | 100% | 100% | 100% | 19% | 22% |
 #
-# The function vector is built from the top heads by indirect effect: 2.0, 3.1, 1.0, 1.3 (layer.head; their average
-# indirect effects 0.006, 0.005, 0.004, 0.002, against a median head's -0.007),
-# with 6-example prompts, and added after block 1 at the last position. "+ random vector": the mean over 8
-# random vectors of the function vector's norm; "+ mean resid": the mean residual stream after block 1 over
-# the clean ICL prompts.
+# The function vector is built from the top heads by indirect effect: 1.1, 1.3, 1.2, 1.0 (layer.head; their average
+# indirect effects 0.062, 0.048, 0.018, 0.013, against at most 0.012 for any other head and 0.006 for the median head),
+# with 6-example prompts, and added after block 0 at the last position, before the heads that carry the task.
+# "+ random vector": the mean over 8 random vectors of the function vector's norm; "+ mean resid": the mean
+# residual stream after block 0 over the clean ICL prompts.
 #
 # What this shows, honestly:
 #
-# * **ICL is real.** Zero-shot the model can only guess which task of the domain is meant (33% to 64%); one
-#   example brings it to 92% or more, two to 98% or more.
-# * **Shuffled labels** destroy the task for `successor` (22%) and partly for `predecessor` (56%). They do not for
-#   `permutation` (80%: shuffled outputs still look like "not one more, not one less", which only the permutation
-#   gives), nor for the country tasks (100%: capitals and second cities are different words, so the shuffled
-#   outputs still name the task).
-# * **Function vectors work where the task is "which kind of output"**: on the country tasks the function vector
-#   takes zero-shot accuracy from 41% and 64% to 100%, where random vectors of the same norm do nothing (39%,
-#   60%). On the number tasks it helps only a little (`permutation` 50% to 67%, `predecessor` 42% to 50%,
-#   `successor` 33% to 36%); in this small model the number tasks (a relation between x and y) are not carried by
-#   a few heads' mean outputs.
-# * **Single heads have small indirect effects** (at most 0.006 of probability, averaged over the tasks): each
-#   head alone restores little. The ranking still finds heads whose summed means carry the country tasks. The
-#   mean residual stream does as well as the function vector on the country tasks and no better elsewhere.
+# * **ICL is real.** Zero-shot the model can only guess which task of the domain is meant (22% to 53%); one
+#   example brings it to 92% or more, two to 100%.
+# * **Shuffled labels** destroy the task for `successor` (45%) and `predecessor` (38%), and partly for
+#   `permutation` (59%: shuffled outputs still look like "not one more, not one less"). They do not for
+#   the country tasks (100%: capitals, second cities and demonyms are different words, so the shuffled outputs
+#   still name the task).
+# * **The function vector does the task zero-shot**: 100% right on every task, against
+#   22% to 53% zero-shot, 19% to 43% with random vectors of the same norm and 5% to 66% with the mean residual
+#   stream after block 0 (at least 34 points above the best of the three, task by task).
+# * **A few heads carry it**: two heads of block 1, 1.1 and 1.3, have average indirect effects of
+#   0.062 and 0.048, several times any head outside the top four; the other two top heads
+#   (1.2, 1.0) are only a little above the rest. (Averaged over the six tasks: on the country tasks the
+#   shuffled prompts are still answered right, so no head can restore much there.)
+# * **Where you add it matters for the comparison.** After block 1, that is after those heads, the function
+#   vector still gives 100% on every task, but so does the mean residual stream there (91% to 100%): it contains
+#   the heads' mean outputs, task included. Before them (after block 0) the mean residual stream carries little
+#   of the task, and the comparison shows that the heads' outputs are what carries the task.
 #
 # **How long.** With the lite profile every cell runs in a second or two on a laptop CPU (the head patching loop
 # in section 3 in about 5 s); the whole notebook takes about a minute of compute.
@@ -373,7 +382,7 @@ check("head_indirect_effects")
 # The indirect effects averaged over the tasks (each task's own `head_means` and corrupted prompts):
 
 # %%
-FV_EXAMPLES, FV_LAYER, TOP_K = 6, 1, 4  # the lite settings (training_info.json); for gpt2-small try FV_LAYER 8, TOP_K 10
+FV_EXAMPLES, FV_LAYER, TOP_K = 6, 0, 4  # the lite settings (training_info.json); for gpt2-small try FV_LAYER 8, TOP_K 10
 if PROFILE == "full":
     FV_LAYER, TOP_K = 8, 10
 head_means, mean_resid = {}, {}
@@ -465,12 +474,13 @@ for task in TASKS:
     print(f"{task:14s} {base:9.2f} {with_fv:6.2f} {sum(randoms) / len(randoms):14.2f} {with_mean:15.2f}")
 
 # %% [markdown]
-# With the lite model (numbers in the header table): the function vector turns the bare query `france ->` into
-# `paris` or `marseille` as the task wants, where random vectors of the same norm leave the model guessing; on the
-# number tasks the gain is small. Two lessons beyond the numbers. First, a function vector is a **mean**: it
-# keeps what all prompts of a task share, and in this model that is mostly "answer with a capital" rather than
-# "add one". Second, always compare with a random vector of the same norm: a large enough push anywhere changes
-# the answer, and only the comparison says the direction matters.
+# With the lite model (numbers in the header table): the function vector turns the bare query `seven ->` into
+# `eight`, `six` or the permutation's image, and `france ->` into `paris`, `marseille` or `french`, as the task
+# wants, where random vectors of the same norm leave the model guessing, and so does the mean residual stream
+# after block 0. Two lessons beyond the numbers. First, a function vector is a **mean**: it keeps what all
+# prompts of a task share, which is the task, not the query. Second, always compare with a random vector of the
+# same norm and with the mean activation at the same place: a large enough push anywhere changes the answer, and
+# after the task heads the mean residual stream carries the task as well (try `FV_LAYER = 1`).
 
 # %% [markdown]
 # ## 4. Generation with an intervention

@@ -1,11 +1,20 @@
 """Train the small language model of the `lite` profile of section 1.3.2 and measure its function vectors.
 
 The data: sequences of in-context examples ``<|endoftext|> x1 -> y1 , x2 -> y2 , ... , x10 -> y10`` of one task of
-``fv_helpers.LITE_TASKS`` (successor, predecessor and a fixed permutation over number words; capital and second city
-over countries), the pairs drawn without replacement. The loss is the cross-entropy of every ``y_i`` at the ``->``
-before it, so the model learns to answer after 0, 1, ..., 9 examples. Within a domain the query word alone does
-not say which task is meant (``seven`` can go to ``eight``, ``six`` or the permutation's image): the model must read
-the task off the examples, which is in-context learning.
+``fv_helpers.LITE_TASKS`` (successor, predecessor and a fixed permutation over number words; capital, second city
+and demonym over countries), the pairs drawn without replacement. The loss is the cross-entropy of every ``y_i`` at
+the ``->`` before it, so the model learns to answer after 0, 1, ..., 9 examples. Within a domain the query word alone
+does not say which task is meant (``seven`` can go to ``eight``, ``six`` or the permutation's image): the model must
+read the task off the examples, which is in-context learning.
+
+Plus an auxiliary task-vector loss, from step 0 (without it, this small model spreads the task over its last blocks
+and its function vectors barely work on the number tasks): for each task in the batch, the mean attention output
+of block ``TV_LAYER`` at the arrows (with at least ``TV_MIN_EXAMPLES`` examples before them) over the batch's
+sequences of that task is added, at the arrow, to the output of block ``TV_LAYER`` of zero-shot prompts ``q ->`` of
+that task, and the model must then give the task's answer. This asks the model for what a function vector assumes:
+a query-independent task representation that block ``TV_LAYER``'s heads write at the last position and that the
+later blocks use. The heads, their ranking by indirect effect and the function vectors are still measured the usual
+way, afterwards, on the saved model.
 
 The model is a GPT-2 (``transformers.GPT2LMHeadModel``): 4 layers, d_model 128, 4 heads, d_mlp 512, word-level
 vocabulary (``tokenizer.json``: one token per word, ``->`` and ``,``; ``<|endoftext|>`` as BOS), AdamW.
@@ -19,8 +28,8 @@ Outputs (in ``assets/lite/`` unless ``--out`` is given): config.json, generation
 tokenizer.json, training_info.json, SHA256SUMS.
 
 Usage (from the section folder): ``python assets/train_lite.py [--out DIR] [--steps N] [--measure-only]``.
-1000 steps took 518 s on one thread of a busy 2-core machine. Reruns on the
-same machine and library versions give the same weights.
+1000 steps took 387 s (398 s with the measurement) on one thread of a busy 2-core machine. Reruns on the same
+machine and library versions give the same weights.
 """
 
 from __future__ import annotations
@@ -45,11 +54,16 @@ LR = 2e-3
 WARMUP = 100
 WEIGHT_DECAY = 0.01
 CONFIG = dict(n_layer=4, n_embd=128, n_head=4, n_inner=512)
+# the auxiliary task-vector loss (see main())
+TV_LAYER = 1
+TV_WEIGHT = 1.0
+TV_MIN_EXAMPLES = 2
+TV_QUERIES = 16
 
 # what measure() uses (the notebook uses the same settings)
 EVAL_PROMPTS = 64
 FV_EXAMPLES = 6
-FV_LAYER = 1  # the function vector is added to the output of block 1 (of 0..3)
+FV_LAYER = 0  # the function vector is added to the output of block 0 (of 0..3), before the heads that carry the task
 TOP_HEADS = 4
 
 
@@ -116,6 +130,8 @@ def main() -> None:
     gen = torch.Generator().manual_seed(args.seed)
     arrow_pos = torch.tensor([2 + 4 * i for i in range(N_EXAMPLES)])  # where each answer is predicted
 
+    last_which = [None]
+
     def batch():
         rows = []
         which = torch.randint(len(tasks), (BATCH,), generator=gen)
@@ -125,6 +141,7 @@ def main() -> None:
             for x, y in pairs.tolist():
                 seq += [x, arrow, y, sep]
             rows.append(seq[:seq_len])
+        last_which[0] = which
         return torch.tensor(rows)
 
     model.train()
@@ -133,15 +150,46 @@ def main() -> None:
         tokens = batch()
         for group in optim.param_groups:
             group["lr"] = lr_at(step)
+        cap = {}
+        hk = model.transformer.h[TV_LAYER].attn.c_proj.register_forward_hook(lambda m, a, o: cap.__setitem__("o", o))
         logits = model(tokens).logits[:, arrow_pos]  # (batch, N_EXAMPLES, vocab)
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, arrow_pos + 1].flatten())
+        main_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, arrow_pos + 1].flatten())
+        hk.remove()
+        # the auxiliary task-vector loss: per task in the batch, the mean attention output of block TV_LAYER
+        # (without c_proj's bias) at the arrows with at least TV_MIN_EXAMPLES examples before them, over the
+        # batch's rows of that task, is added to the output of block TV_LAYER at the arrow of TV_QUERIES zero-shot
+        # prompts "q ->" of that task, which must then give the task's answer. The gradient flows into both the
+        # heads that build the mean and the blocks that read it.
+        att = cap["o"][:, arrow_pos[TV_MIN_EXAMPLES:]] - model.transformer.h[TV_LAYER].attn.c_proj.bias  # (B, P, D)
+        which = last_which[0]
+        vecs, zq, za, owner = [], [], [], []
+        for k, t in enumerate(sorted(set(which.tolist()))):
+            vecs.append(att[which == t].mean((0, 1)))
+            idx = torch.randint(len(tasks[t]), (TV_QUERIES,), generator=gen)
+            for i in idx.tolist():
+                zq.append([0, int(tasks[t][i, 0]), arrow])
+                za.append(int(tasks[t][i, 1]))
+                owner.append(k)
+        add = torch.stack(vecs)[torch.tensor(owner)]  # (n zero-shot prompts, d_model)
+
+        def add_hook(module, inputs, output):
+            x = output[0] if isinstance(output, tuple) else output
+            x = torch.cat([x[:, :-1], (x[:, -1] + add)[:, None]], 1)
+            return (x,) + tuple(output[1:]) if isinstance(output, tuple) else x
+
+        hk2 = model.transformer.h[TV_LAYER].register_forward_hook(add_hook)
+        zero_logits = model(torch.tensor(zq)).logits[:, -1]
+        hk2.remove()
+        tv_loss = torch.nn.functional.cross_entropy(zero_logits, torch.tensor(za))
+        loss = main_loss + TV_WEIGHT * tv_loss
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-        if step % 200 == 0 or step == args.steps - 1:
-            print(f"step {step:5d}  loss (ema) {ema:.4f}  lr {lr_at(step):.2e}  {time.time() - t0:.0f}s", flush=True)
+        ema = main_loss.item() if ema is None else 0.95 * ema + 0.05 * main_loss.item()
+        if step % 100 == 0 or step == args.steps - 1:
+            print(f"step {step:5d}  loss (ema) {ema:.4f}  task-vector loss {tv_loss.item():.4f}  "
+                  f"lr {lr_at(step):.2e}  {time.time() - t0:.0f}s", flush=True)
     train_seconds = time.time() - t0
 
     out: Path = args.out
@@ -160,6 +208,8 @@ def main() -> None:
     info = {
         "seed": args.seed, "steps": args.steps, "batch_size": BATCH, "examples_per_sequence": N_EXAMPLES,
         "learning_rate": LR, "warmup_steps": WARMUP, "weight_decay": WEIGHT_DECAY, "final_loss_ema": ema,
+        "task_vector_loss": {"layer": TV_LAYER, "weight": TV_WEIGHT, "min_examples": TV_MIN_EXAMPLES,
+                             "zero_shot_queries_per_task": TV_QUERIES, "final": round(tv_loss.item(), 4)},
         "train_seconds": round(train_seconds, 1),
         "model": {**CONFIG, "vocab": len(vocab), "parameters": sum(p.numel() for p in model.parameters())},
         "evidence": evidence,
@@ -223,7 +273,7 @@ def measure(model) -> dict:
     # indirect effect of each head: P(answer) on shuffled prompts with that head's mean output patched in, minus
     # P(answer) on the shuffled prompts unpatched, averaged over prompts and tasks
     ie = torch.zeros(L, H)
-    head_means, resid_means = {}, {}
+    head_means, resid_means, resid_tv_means = {}, {}, {}
     for task in tasks:
         clean = fh.make_icl_dataset(model, task, EVAL_PROMPTS, FV_EXAMPLES, seed=1)
         corrupt = fh.make_icl_dataset(model, task, EVAL_PROMPTS // 2, FV_EXAMPLES, seed=2, shuffle_labels=True)
@@ -233,8 +283,11 @@ def measure(model) -> dict:
                 head_z.append(model.transformer.h[layer].attn.c_proj.input[:, -1].mean(0).save())
                 if layer == FV_LAYER:
                     box["resid"] = model.transformer.h[layer].output[:, -1].mean(0).save()
+                if layer == TV_LAYER:
+                    box["resid_tv"] = model.transformer.h[layer].output[:, -1].mean(0).save()
         head_means[task] = torch.stack(head_z).view(L, H, dh)
         resid_means[task] = box["resid"]
+        resid_tv_means[task] = box["resid_tv"]
         rows = torch.arange(len(corrupt["answers"]))
         base = last_logits(corrupt["tokens"]).softmax(-1)[rows, corrupt["answers"]]
         for layer in range(L):
@@ -256,6 +309,9 @@ def measure(model) -> dict:
     # residual stream at that layer over the clean prompts
     out["zero_shot"], out["with_function_vector"], out["with_random_vector"], out["with_mean_resid"] = {}, {}, {}, {}
     out["function_vector_norm"] = {}
+    # the same two vectors added after block TV_LAYER, after the heads that carry the task: there the mean residual
+    # stream contains those heads' mean outputs, so it carries the task too
+    out[f"with_function_vector_after_block{TV_LAYER}"], out[f"with_mean_resid_after_block{TV_LAYER}"] = {}, {}
     gen = torch.Generator().manual_seed(0)
     for task in tasks:
         fv = torch.zeros(D)
@@ -264,9 +320,9 @@ def measure(model) -> dict:
             fv += head_means[task][layer, head] @ W[head * dh:(head + 1) * dh]
         zero = fh.make_icl_dataset(model, task, EVAL_PROMPTS, 0, seed=100)
 
-        def add(vec):
+        def add(vec, layer=FV_LAYER):
             def edit():
-                model.transformer.h[FV_LAYER].output[:, -1] += vec
+                model.transformer.h[layer].output[:, -1] += vec
             return acc(last_logits(zero["tokens"], edit), zero["answers"])
 
         out["zero_shot"][task] = acc(last_logits(zero["tokens"]), zero["answers"])
@@ -278,6 +334,8 @@ def measure(model) -> dict:
         out["with_random_vector"][task] = round(sum(randoms) / len(randoms), 4)
         out["with_mean_resid"][task] = add(resid_means[task])
         out["function_vector_norm"][task] = round(float(fv.norm()), 3)
+        out[f"with_function_vector_after_block{TV_LAYER}"][task] = add(fv, TV_LAYER)
+        out[f"with_mean_resid_after_block{TV_LAYER}"][task] = add(resid_tv_means[task], TV_LAYER)
     return out
 
 
