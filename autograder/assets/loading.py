@@ -231,11 +231,13 @@ GPT2_PROCESSING = dict(fold_ln=True, center_writing_weights=True, center_unembed
 EOT = "<|endoftext|>"
 
 
-def hooked_gpt2_from_folder(folder: str | os.PathLike, device: str = "cpu") -> "HookedTransformer":
+def hooked_gpt2_from_folder(
+    folder: str | os.PathLike, device: str = "cpu", processing: dict | None = None
+) -> "HookedTransformer":
     """A Hugging Face GPT-2 folder (``gpt2`` from the asset cache, or a project-trained GPT-2 with a word-level
     tokenizer.json) as ``HookedTransformer.from_pretrained`` would give it for a hub id: weights processed as
-    for GPT-2, a tokenizer that prepends ``<|endoftext|>`` as BOS and pads on the right with it; eval mode,
-    gradients off. Sections 1.3.1, 1.3.3, 1.4.1 and 1.4.2 load both profiles through it."""
+    for GPT-2 (or as ``processing`` says), a tokenizer that prepends ``<|endoftext|>`` as BOS and pads on the
+    right with it; eval mode, gradients off. Sections 1.3.1, 1.3.3, 1.3.4, 1.4.1 and 1.4.2 load through it."""
     from transformers import PreTrainedTokenizerFast
 
     hf_cfg = read_config(folder)
@@ -244,7 +246,8 @@ def hooked_gpt2_from_folder(folder: str | os.PathLike, device: str = "cpu") -> "
     )
     tokenizer.padding_side = "right"
     model = hooked_from_hf_folder(
-        folder, device=str(device), fold_ln=True, processing=GPT2_PROCESSING, tokenizer=tokenizer,
+        folder, device=str(device), fold_ln=True, processing=GPT2_PROCESSING if processing is None else processing,
+        tokenizer=tokenizer,
         d_mlp=hf_cfg.get("n_inner") or 4 * hf_cfg["n_embd"], tokenizer_name=None, default_prepend_bos=True,
     )
     model.requires_grad_(False)
