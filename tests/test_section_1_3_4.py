@@ -42,9 +42,9 @@ def test_lite_checkpoint_matches_its_hashes(monkeypatch):
 
     assert set(read_sha256sums(oh.LITE_DIR)) == files - {"SHA256SUMS"}
     info = json.loads((oh.LITE_DIR / "training_info.json").read_text())
-    assert info["seed"] == 1340 and info["steps"] >= 4000 and info["held_out"] == list(oh.HELD_OUT)
+    assert info["seed"] == 1340 and info["steps"] >= 15000 and info["held_out"] == list(oh.HELD_OUT)
     assert (info["read_layer"], info["inject_layer"]) == (oh.READ_LAYER["lite"], oh.INJECT_LAYER)
-    assert info["train_seconds"] <= 1200
+    assert info["train_seconds"] <= 3000
 
 
 def test_target_is_a_copy_of_section_1_3_1(monkeypatch):
@@ -175,18 +175,16 @@ def evidence():
 
 def test_the_oracle_reads_the_vectors(evidence):
     """The notebook's claims, row by row, against the control (another statement's vectors): truth and the kind of
-    statement from the last token's vector; the city and the first number from every token's; the country and a
-    sum's second number read poorly, but above the control; a comparison's second number not at all."""
+    statement from the last token's vector; the city and the first number from every token's; the country and the
+    second number read in one mode or the other, at least 30 points above the control."""
     for key, r in evidence.items():
         q = key.split("/")[0]
         if q in ("truth", "kind"):
             assert r["last"] >= 0.8 and r["last"] - r["last_control"] >= 0.25, (key, r)
         elif q in ("city", "first"):
             assert r["all"] >= 0.8 and r["all"] - r["all_control"] >= 0.5, (key, r)
-        elif key == "second/cmp":  # the second number of a comparison is not read
-            assert max(r["last"], r["all"]) <= 0.4, (key, r)
-        else:  # the country, and the second number of a sum: read poorly, but read
-            assert max(r["last"] - r["last_control"], r["all"] - r["all_control"]) >= 0.15, (key, r)
+        else:  # the country and the second number: read, in one mode or the other
+            assert max(r["last"] - r["last_control"], r["all"] - r["all_control"]) >= 0.3, (key, r)
 
 
 def test_the_oracle_answers_a_question_never_asked_about_that_family(evidence):
@@ -195,11 +193,15 @@ def test_the_oracle_answers_a_question_never_asked_about_that_family(evidence):
 
 
 def test_the_last_vector_carries_less_than_every_vector(evidence):
-    """The notebook's lesson: an oracle can only report what the vectors hold. The city and the first number are
-    hardly in the last token's vector; with every token's vectors they are."""
-    for key in ("city/city", "city/neg_city", "first/cmp", "first/sum"):
+    """The notebook's lesson: an oracle can only report what the vectors hold. The city is hardly in the last token's
+    vector (a probe on it does little better, see the header); with every token's vectors it is. The first number is
+    read far better from every token's vectors."""
+    for key in ("city/city", "city/neg_city"):
         r = evidence[key]
         assert r["last"] <= 0.4 and r["all"] - r["last"] >= 0.5, (key, r)
+    for key in ("first/cmp", "first/sum"):
+        r = evidence[key]
+        assert r["all"] - r["last"] >= 0.3, (key, r)
 
 
 def test_recorded_evidence_is_this_checkpoints(monkeypatch, evidence):
@@ -211,6 +213,7 @@ def test_recorded_evidence_is_this_checkpoints(monkeypatch, evidence):
     measured = train_lite.measure(oh.LITE_DIR)
     assert measured == recorded
     for key, r in recorded["accuracy"].items():
+        assert 0 <= r["probe_last"] <= 1, key
         for mode in ("last", "all"):
             assert r[mode] == pytest.approx(evidence[key][mode], abs=0.06), (key, mode)  # another control, another truth sample
     notebook = (ASSIGNMENT.source_dir / ASSIGNMENT.notebook).read_text()
@@ -218,7 +221,7 @@ def test_recorded_evidence_is_this_checkpoints(monkeypatch, evidence):
         q, f = key.split("/")
         line = next(line for line in notebook.splitlines() if re.match(rf"# \| {q} \| {f} \|", line))
         numbers = re.findall(r"\d+(?=%)", line)
-        assert numbers == [f"{100 * r[k]:.0f}" for k in ("last", "last_control", "all", "all_control")], line
+        assert numbers == [f"{100 * r[k]:.0f}" for k in ("last", "last_control", "probe_last", "all", "all_control")], line
     line = next(line for line in notebook.splitlines() if "difference-of-means probe" in line and "%" in line)
     assert f"{100 * recorded['probe_on_held_out_family']:.0f}%" in line
 

@@ -42,8 +42,8 @@
 #   word-level vocabulary of 80 words), trained to answer " true" or " false" after
 #   statements such as "Paris is not in France. This statement is". The **oracle** is a copy
 #   of it with thirteen more words ("?", "layer", "which", "country", …) and 24 positions instead of 16,
-#   fine-tuned by this section (`assets/train_lite.py`, about 10 minutes on one CPU core;
-#   you do not need to rerun it) on six questions about the target's residual stream after
+#   fine-tuned by this section (`assets/train_lite.py`, 15,000 steps, about 40 minutes on
+#   one core of a busy 2-core machine; you do not need to rerun it) on six questions about the target's residual stream after
 #   its last block (`blocks.3.hook_resid_post`), injected entering block 1. Half its
 #   training examples show only the prompt's last token's vector, half every token's. One
 #   statement in five was never used in training, and the question "is this statement
@@ -65,40 +65,42 @@
 # course's tests from the shipped files), on statements the oracle never saw (for the truth
 # question, as many true as false; for the negated city facts, all of them, since none of
 # their truths was trained on): accuracy of the oracle's answer (the best of the
-# question's candidate answers), given the last token's vector or every token's, and the
-# control (another statement's vectors, from any family the question applies to).
+# question's candidate answers), given the last token's vector or every token's; the
+# control (another statement's vectors, from any family the question applies to); and, for
+# comparison, a logistic-regression probe trained for that one question on the same
+# last-token vectors (statements of the training split).
 #
-# | question | family | last token | control | every token | control |
-# | --- | --- | ---: | ---: | ---: | ---: |
-# | truth | cmp | 100% | 57% | 100% | 63% |
-# | truth | sum | 100% | 43% | 100% | 43% |
-# | truth | city | 100% | 38% | 100% | 50% |
-# | truth | neg_city | 92% | 49% | 99% | 44% |
-# | kind | cmp | 82% | 2% | 91% | 4% |
-# | kind | sum | 98% | 63% | 99% | 62% |
-# | kind | city | 96% | 21% | 100% | 18% |
-# | kind | neg_city | 99% | 15% | 100% | 15% |
-# | country | city | 50% | 10% | 35% | 13% |
-# | country | neg_city | 43% | 3% | 27% | 1% |
-# | city | city | 7% | 1% | 82% | 2% |
-# | city | neg_city | 8% | 1% | 87% | 4% |
-# | first | cmp | 16% | 4% | 89% | 16% |
-# | first | sum | 32% | 10% | 94% | 8% |
-# | second | cmp | 20% | 2% | 23% | 7% |
-# | second | sum | 15% | 8% | 66% | 11% |
+# | question | family | last token | control | probe, last token | every token | control |
+# | --- | --- | ---: | ---: | ---: | ---: | ---: |
+# | truth | cmp | 100% | 63% | 100% | 100% | 60% |
+# | truth | sum | 100% | 43% | 73% | 93% | 50% |
+# | truth | city | 100% | 44% | 100% | 100% | 44% |
+# | truth | neg_city | 100% | 46% | 100% | 100% | 46% |
+# | kind | cmp | 91% | 4% | 84% | 93% | 4% |
+# | kind | sum | 98% | 63% | 100% | 100% | 63% |
+# | kind | city | 96% | 21% | 98% | 100% | 18% |
+# | kind | neg_city | 97% | 15% | 97% | 100% | 15% |
+# | country | city | 83% | 8% | 52% | 65% | 10% |
+# | country | neg_city | 77% | 3% | 68% | 55% | 1% |
+# | city | city | 20% | 1% | 30% | 100% | 2% |
+# | city | neg_city | 23% | 3% | 31% | 99% | 5% |
+# | first | cmp | 46% | 11% | 36% | 98% | 18% |
+# | first | sum | 62% | 12% | 74% | 100% | 8% |
+# | second | cmp | 57% | 2% | 43% | 27% | 9% |
+# | second | sum | 30% | 13% | 37% | 93% | 12% |
 #
 # The negated city facts were never asked "is this statement true ?" about in training. There the oracle
-# answers 92% right from the last token's vector (control 49%), and
+# answers 100% right from the last token's vector (control 46%), and
 # a difference-of-means probe trained on the other three families gets 100%.
 #
 # So the oracle reads the target's verdict and the kind of statement off the last token's
-# vector; the city and the first number only off every token's; the country and a sum's
-# second number poorly, and a comparison's second number hardly at all (after the last
-# block, a token's residual stream is mostly busy predicting the next token, and some of
-# what the token was has faded). It answers the
-# question it was never asked about negations, but so does a simple probe: after the last
-# block, truth lies along the direction the target writes its answer on, whatever the
-# family. The oracle's strength is not any one question but that one model answers all six.
+# vector, and the country better than a probe trained for it on that same vector; the city
+# it reads only off every token's vectors (the last one hardly holds it: the probe gets
+# 30% too), and the numbers mostly off every token's. Some rows are weak either way (a
+# comparison's second number off every token's). It answers the question it was never
+# asked about negations, but so does a simple probe: after the last block, truth lies along
+# the direction the target writes its answer on, whatever the family. The oracle's strength
+# is not any one question but that one model answers all six.
 #
 # **How long.** With the lite profile every cell runs in a few seconds on a laptop CPU.
 #
@@ -483,10 +485,9 @@ for name, v in [("right vectors", vecs), ("control", vecs.roll(1, 0))]:
 # ## Take-aways
 #
 # * An oracle can only report what the vectors carry: the last token's vector holds the
-#   target's verdict and the kind of statement, but hardly the city or the numbers; every
-#   token's vectors hold the city and the first number. Some things (here the country and
-#   the second number) are read poorly from both: an oracle trained on a target's last
-#   block inherits what that block has let fade.
+#   target's verdict and the kind of statement, and hardly the city; every token's vectors
+#   hold the city. Compare with a probe on the same vectors to tell "not there" from "not
+#   learnt".
 # * The control is not optional. Several rows score well above chance on the control alone,
 #   because the question or the family gives the answer away ("plus" is the kind of most
 #   statements in the pool).
