@@ -12,13 +12,14 @@
 
     [[assets.full.models]]            # a repo on the Hugging Face hub
     hf_id = "gpt2"
-    kind = "hf"                       # hf | transformer_lens | sae_lens | dataset
+    kind = "hf"                       # hf | transformer_lens | sae_lens | dataset | peft
     name = "gpt2"                     # what the section's loader asks for (default: hf_id)
     revision = "main"                 # a branch, tag or commit; the lock records the commit
     files = ["config.json", "*.safetensors"]   # optional allow-patterns
 
-``[[assets.<profile>.saes]]`` and ``[[assets.<profile>.datasets]]`` take the same
-keys (their ``kind`` defaults to ``sae_lens`` and ``dataset``). This module reads
+``[[assets.<profile>.saes]]``, ``[[assets.<profile>.datasets]]`` and ``[[assets.<profile>.adapters]]``
+(PEFT adapters such as LoRA weights, applied to a declared model by the section's loader) take the same
+keys (their ``kind`` defaults to ``sae_lens``, ``dataset`` and ``peft``). This module reads
 the raw TOML itself, so it needs nothing else of the assignment to be valid.
 """
 
@@ -29,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROFILES = ("lite", "full")
-HUB_KINDS = ("hf", "transformer_lens", "sae_lens", "dataset")
-_LIST_KINDS = {"models": "hf", "saes": "sae_lens", "datasets": "dataset"}
+HUB_KINDS = ("hf", "transformer_lens", "sae_lens", "dataset", "peft")
+_LIST_KINDS = {"models": "hf", "saes": "sae_lens", "datasets": "dataset", "adapters": "peft"}
 _LOCAL_KEYS = {"model", "env", "build"}
 _HUB_KEYS = {"hf_id", "kind", "name", "revision", "files"}
 
