@@ -275,6 +275,3 @@ def prompt_prefix(profile: str | None = None) -> str:
     """What the oracle's prompt starts with, after BOS and before the placeholders."""
     profile = _check_profile(profile)
     return PROMPT_PREFIX[profile]
-
-
-__all__ = [name for name in dir() if not name.startswith("_")] + ["EOT"]
