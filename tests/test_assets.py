@@ -309,6 +309,19 @@ def test_full_fetch_with_hub_offline_says_so_and_fetches_nothing(tmp_path, monke
     assert "HF_HUB_OFFLINE is set" in problem and "gpt2" in problem
 
 
+@pytest.mark.parametrize("section, module, loader", [
+    ("1.1", "tfs_helpers", "model_folder"), ("1.3.1", "truth_helpers", "model_folder"),
+    ("1.3.4", "oracle_helpers", "target_folder"), ("1.4.1", "ioi_helpers", "model_folder"),
+    ("1.5.2", "grok_helpers", "model_dir"),
+])
+def test_an_unknown_profile_is_refused_naming_the_known_ones(monkeypatch, section, module, loader):
+    """Every section's loaders share one profile check (autograder.assets.check_profile): a typo never falls
+    through to the full profile's cache lookup."""
+    helpers = _import_helper(monkeypatch, section, module)
+    with pytest.raises(ValueError, match=r"unknown profile 'ful'; expected one of 'lite', 'full'"):
+        getattr(helpers, loader)("ful")
+
+
 def test_full_local_folder_is_copied_and_found_by_the_section(tmp_path, monkeypatch):
     """1.5.2's full model is an instructor-provided folder: fetch copies it, the helper finds it in the cache."""
     grok = _import_helper(monkeypatch, "1.5.2", "grok_helpers")

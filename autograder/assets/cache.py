@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from autograder.assets.declared import check_profile
 from autograder.assets.lock import LOCK_NAME, LockedAsset, read_lock
 
 CACHE_ENV = "AUTOGRADER_ASSETS"
@@ -90,12 +91,10 @@ def profile_folder(profile: str, *, assignment: str, lite: Path, full_env: str, 
     loader then says so, naming the variable), else ``full_local`` when it holds a
     config.json, else the asset cache (:func:`require_asset`; never a download).
     """
-    if profile == "lite":
+    if check_profile(profile) == "lite":
         return lite
-    if profile == "full":
-        if os.environ.get(full_env):
-            return Path(os.environ[full_env])
-        if (full_local / "config.json").is_file():
-            return full_local
-        return require_asset(assignment, name, "full")
-    raise ValueError(f"unknown profile {profile!r}; expected 'lite' or 'full'")
+    if os.environ.get(full_env):
+        return Path(os.environ[full_env])
+    if (full_local / "config.json").is_file():
+        return full_local
+    return require_asset(assignment, name, "full")

@@ -36,6 +36,13 @@ _LOCAL_KEYS = {"model", "env", "build"}
 _HUB_KEYS = {"hf_id", "kind", "name", "revision", "files"}
 
 
+def check_profile(profile: str) -> str:
+    """``profile`` itself if it is one of :data:`PROFILES`; otherwise a ValueError that names them."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(map(repr, PROFILES))}")
+    return profile
+
+
 class AssetDeclarationError(ValueError):
     """An ``[assets.*]`` table is malformed; the message names the file, the key and the fix."""
 

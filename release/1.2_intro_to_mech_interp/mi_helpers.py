@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from autograder.assets import require_asset
+from autograder.assets import check_profile, require_asset
 from autograder.assets.loading import (
     hf_folder_config, hf_folder_state_dict, hooked_from_state, load_safetensors, tl_hub_folder_config_and_state,
     verify_sha256sums,
@@ -44,11 +44,6 @@ REGENERATE_CMD = "cd source/1.2_intro_to_mech_interp && python assets/train_lite
 
 # The models of the full profile (TransformerLens names).
 FULL_MODELS = {"attn-only-2l": "attn-only-2l", "gpt2-small": "gpt2-small"}
-
-
-def _check_profile(profile: str) -> None:
-    if profile not in ("lite", "full"):
-        raise ValueError(f"unknown profile {profile!r}; expected 'lite' or 'full'")
 
 
 # --------------------------------------------------------------------------
@@ -84,7 +79,7 @@ def lite_tokenizer():
 
 
 def _config_and_weights(profile: str, name: str, device: str):
-    _check_profile(profile)
+    check_profile(profile)
     if profile == "lite":
         return lite_config(device), lite_state_dict(), lite_tokenizer()
     if name not in FULL_MODELS:

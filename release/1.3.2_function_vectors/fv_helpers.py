@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING  # noqa: E402
 
 import torch  # noqa: E402
 
-from autograder.assets import require_asset  # noqa: E402
+from autograder.assets import check_profile, require_asset  # noqa: E402
 from autograder.assets.loading import verify_sha256sums  # noqa: E402
 
 if TYPE_CHECKING:  # type hints only
@@ -124,13 +124,8 @@ FULL_TASKS: dict[str, dict[str, str]] = {
 TASKS = LITE_TASKS if PROFILE == "lite" else FULL_TASKS
 
 
-def _check_profile(profile: str) -> None:
-    if profile not in ("lite", "full"):
-        raise ValueError(f"unknown profile {profile!r}; expected 'lite' or 'full'")
-
-
 def tasks_for(profile: str = PROFILE) -> dict[str, dict[str, str]]:
-    _check_profile(profile)
+    check_profile(profile)
     return LITE_TASKS if profile == "lite" else FULL_TASKS
 
 
@@ -141,7 +136,7 @@ def tasks_for(profile: str = PROFILE) -> dict[str, dict[str, str]]:
 
 def model_folder(profile: str = PROFILE) -> Path:
     """The profile's model as a local Hugging Face folder (full: in the asset cache; never downloaded here)."""
-    _check_profile(profile)
+    check_profile(profile)
     return LITE_DIR if profile == "lite" else require_asset("1.3.2", "gpt2-small", "full")
 
 

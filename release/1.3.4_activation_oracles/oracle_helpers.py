@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from autograder.assets import require_asset
+from autograder.assets import check_profile, require_asset
 from autograder.assets.loading import EOT, hooked_gpt2_from_folder, verify_sha256sums
 from autograder.course.truth_statements import (  # noqa: F401 - the notebook and tests use them from here
     CITIES,
@@ -159,10 +159,7 @@ def balanced_truth_examples(split: str | None = "test", families=FAMILIES, seed:
 
 def _check_profile(profile: str | None) -> str:
     """``profile``, or the ``AUTOGRADER_PROFILE`` one when None (read at call time, so that tests can switch it)."""
-    profile = PROFILE if profile is None else profile
-    if profile not in ("lite", "full"):
-        raise ValueError(f"unknown profile {profile!r}; expected 'lite' or 'full'")
-    return profile
+    return check_profile(PROFILE if profile is None else profile)
 
 
 def target_folder(profile: str | None = None) -> Path:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from autograder.assets import require_asset
+from autograder.assets import check_profile, require_asset
 from autograder.assets.loading import EOT, hooked_gpt2_from_folder as load_folder, verify_sha256sums
 from autograder.course.truth_statements import (  # noqa: F401 - the notebook and tests use them from here
     CITIES,
@@ -61,20 +61,15 @@ FULL_SAE_ID = "blocks.6.hook_resid_pre"  # the SAE of the gpt2-small-res-jb rele
 # --------------------------------------------------------------------------
 
 
-def _check_profile(profile: str) -> None:
-    if profile not in ("lite", "full"):
-        raise ValueError(f"unknown profile {profile!r}; expected 'lite' or 'full'")
-
-
 def model_folder(profile: str = PROFILE) -> Path:
     """The profile's model as a local Hugging Face folder (full: in the asset cache; never downloaded here)."""
-    _check_profile(profile)
+    check_profile(profile)
     return LITE_DIR if profile == "lite" else require_asset("1.4.2", "gpt2-small", "full")
 
 
 def sae_folder(profile: str = PROFILE) -> Path:
     """The profile's SAE as a local SAELens folder (cfg.json + sae_weights.safetensors)."""
-    _check_profile(profile)
+    check_profile(profile)
     if profile == "lite":
         return LITE_DIR / "sae"
     return require_asset("1.4.2", "gpt2-small-res-jb", "full") / FULL_SAE_ID

@@ -27,7 +27,7 @@ import tokenizers
 import torch
 from torch import Tensor
 
-from autograder.assets import require_asset
+from autograder.assets import check_profile, require_asset
 from autograder.assets.loading import hooked_from_hf_folder, read_config, verify_sha256sums
 
 if TYPE_CHECKING:  # only for type hints; not imported at runtime
@@ -37,11 +37,6 @@ PROFILE = os.environ.get("AUTOGRADER_PROFILE", "lite")
 LITE_DIR = Path(__file__).parent / "assets" / "lite"
 EOT = "<|endoftext|>"  # GPT-2's (and our lite model's) BOS = EOS token
 REGENERATE_CMD = "cd source/1.1_transformer_from_scratch && python assets/train_lite.py"
-
-
-def _check_profile(profile: str) -> None:
-    if profile not in ("lite", "full"):
-        raise ValueError(f"unknown profile {profile!r}; expected 'lite' or 'full'")
 
 
 # --------------------------------------------------------------------------
@@ -104,13 +99,13 @@ def load_tokenizer(profile: str = PROFILE) -> Tokenizer:
 
 def model_source(profile: str = PROFILE) -> str:
     """Where the profile's model comes from: the lite folder, or the hub id the full profile fetches."""
-    _check_profile(profile)
+    check_profile(profile)
     return str(LITE_DIR) if profile == "lite" else "gpt2"
 
 
 def model_folder(profile: str = PROFILE) -> Path:
     """The profile's model as a local Hugging Face folder (full: in the asset cache; never downloaded here)."""
-    _check_profile(profile)
+    check_profile(profile)
     return LITE_DIR if profile == "lite" else require_asset("1.1", "gpt2", "full")
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from autograder.assets import require_asset
+from autograder.assets import check_profile, require_asset
 from autograder.assets.loading import EOT, hooked_gpt2_from_folder as load_folder, verify_sha256sums
 from autograder.course.truth_statements import (  # noqa: F401 - the notebook and tests use them from here
     CITIES,
@@ -73,14 +73,9 @@ def train_test_split(n: int, test_frac: float = 0.3, seed: int = 0) -> tuple[tor
 # --------------------------------------------------------------------------
 
 
-def _check_profile(profile: str) -> None:
-    if profile not in ("lite", "full"):
-        raise ValueError(f"unknown profile {profile!r}; expected 'lite' or 'full'")
-
-
 def model_folder(profile: str = PROFILE) -> Path:
     """The profile's model as a local Hugging Face folder (full: in the asset cache; never downloaded here)."""
-    _check_profile(profile)
+    check_profile(profile)
     return LITE_DIR if profile == "lite" else require_asset("1.3.1", "gpt2-small", "full")
 
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from autograder.assets import require_asset
+from autograder.assets import check_profile, require_asset
 from autograder.assets.loading import EOT, hooked_gpt2_from_folder as load_folder, verify_sha256sums
 
 if TYPE_CHECKING:  # type hints only
@@ -109,14 +109,9 @@ def make_prompts(n: int, seed: int = 0, held_out: bool = True) -> list[dict]:
 # --------------------------------------------------------------------------
 
 
-def _check_profile(profile: str) -> None:
-    if profile not in ("lite", "full"):
-        raise ValueError(f"unknown profile {profile!r}; expected 'lite' or 'full'")
-
-
 def model_folder(profile: str = PROFILE) -> Path:
     """The profile's model as a local Hugging Face folder (full: in the asset cache; never downloaded here)."""
-    _check_profile(profile)
+    check_profile(profile)
     return LITE_DIR if profile == "lite" else require_asset("1.4.1", "gpt2-small", "full")
 
 
