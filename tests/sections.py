@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 
+from autograder.build import ensure_bundle
 from autograder.build.variants import Variant, apply_variant, load_variants  # noqa: F401 - re-exported
+from autograder.grade.bundle import load_bundle
+from autograder.layout import CourseLayout
+from conftest import REPO, available_sandbox
+
+if TYPE_CHECKING:
+    from autograder.grade.runner import Grader
+
+LAYOUT = CourseLayout(REPO)
 
 
 def write(nb: nbformat.NotebookNode, path: Path) -> Path:
@@ -39,3 +51,28 @@ def import_fresh(monkeypatch, folder: Path, module: str):
     monkeypatch.syspath_prepend(str(folder))
     sys.modules.pop(module, None)
     return importlib.import_module(module)
+
+
+@contextmanager
+def lite_grader(assignment) -> Iterator[Grader]:
+    """A Grader of ``assignment`` (lite, this machine's sandbox), its bundle built first; its warm worker stopped after."""
+    from autograder.grade.runner import Grader  # imports torch: only for the tests that grade
+
+    ensure_bundle(LAYOUT, assignment)
+    with Grader(load_bundle(LAYOUT.bundles / assignment.id), profile="lite", sandbox=available_sandbox()) as grader:
+        yield grader
+
+
+def scores(result) -> dict[str, float]:
+    """Exercise -> points scored."""
+    return {e.name: e.score for e in result.exercises}
+
+
+def full_marks(assignment) -> dict[str, float]:
+    """Exercise -> its points, as :func:`scores` of a submission that gets them all."""
+    return {e.name: e.points for e in assignment.exercises}
+
+
+def explain(result) -> str:
+    """What each failed test case said: the assertion message to read when a score is not the one expected."""
+    return "\n".join(f"{t.exercise}/{t.name}: {t.output[:600]}" for e in result.exercises for t in e.tests if not t.passed)

@@ -11,16 +11,13 @@ from autograder.build.samples import blank_submission, partial_submission, refer
 from autograder.grade.results import write_json_atomic
 from autograder.gradebook import grades_for, open_gradebook, record
 from conftest import available_sandbox, write_notebook
+from sections import scores
 
 SOFTMAX_SOLUTION = '''def softmax(x):
     shifted = x - x.max(dim=-1, keepdim=True).values
     exps = shifted.exp()
     return exps / exps.sum(dim=-1, keepdim=True)
 '''
-
-
-def scores(result):
-    return {e.name: e.score for e in result.exercises}
 
 
 def grade_nb(grader, tmp_path, nb, name="sub"):

@@ -5,22 +5,15 @@ from __future__ import annotations
 import pytest
 
 from autograder.authoring.assignment import find_assignment
-from autograder.build import ensure_bundle
 from autograder.build.samples import reference_submission
-from autograder.grade.bundle import load_bundle
-from autograder.grade.runner import Grader
-from autograder.layout import CourseLayout
-from conftest import REPO, available_sandbox
-from sections import write
+from sections import LAYOUT, explain, full_marks, lite_grader, scores, write
 
-LAYOUT = CourseLayout(REPO)
 ASSIGNMENT = find_assignment(LAYOUT.source, "1.1")
 
 
 @pytest.fixture(scope="module")
 def grader():
-    ensure_bundle(LAYOUT, ASSIGNMENT)
-    with Grader(load_bundle(LAYOUT.bundles / ASSIGNMENT.id), profile="lite", sandbox=available_sandbox()) as g:
+    with lite_grader(ASSIGNMENT) as g:
         yield g
 
 
@@ -41,5 +34,4 @@ def test_monkeypatched_comparisons_gain_nothing(grader, tmp_path):
     nb = reference_submission(ASSIGNMENT)
     next(c for c in nb.cells if c["id"] == "layernorm").source = attack
     result = grader.grade_path(write(nb, tmp_path / "attack.ipynb"))
-    scores = {e.name: e.score for e in result.exercises}
-    assert scores == {**{e.name: e.points for e in ASSIGNMENT.exercises}, "layernorm": 0}
+    assert scores(result) == {**full_marks(ASSIGNMENT), "layernorm": 0}, explain(result)

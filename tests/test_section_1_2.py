@@ -9,34 +9,16 @@ import sys
 import pytest
 
 from autograder.authoring.assignment import find_assignment
-from autograder.build import ensure_bundle
 from autograder.build.samples import reference_submission
-from autograder.grade.bundle import load_bundle
-from autograder.grade.runner import Grader
-from autograder.layout import CourseLayout
-from conftest import REPO, available_sandbox
-from sections import write
+from sections import LAYOUT, explain, full_marks, lite_grader, scores, write
 
-LAYOUT = CourseLayout(REPO)
 ASSIGNMENT = find_assignment(LAYOUT.source, "1.2")
 
 
 @pytest.fixture(scope="module")
 def grader():
-    ensure_bundle(LAYOUT, ASSIGNMENT)
-    return Grader(load_bundle(LAYOUT.bundles / ASSIGNMENT.id), profile="lite", sandbox=available_sandbox())
-
-
-def scores(result):
-    return {e.name: e.score for e in result.exercises}
-
-
-def full_marks():
-    return {e.name: e.points for e in ASSIGNMENT.exercises}
-
-
-def explain(result):
-    return "\n".join(f"{t.exercise}/{t.name}: {t.output[:600]}" for e in result.exercises for t in e.tests if not t.passed)
+    with lite_grader(ASSIGNMENT) as g:
+        yield g
 
 
 def test_monkeypatched_comparisons_gain_nothing(grader, tmp_path):
@@ -51,7 +33,7 @@ def test_monkeypatched_comparisons_gain_nothing(grader, tmp_path):
     nb = reference_submission(ASSIGNMENT)
     next(c for c in nb.cells if c["id"] == "get_log_probs").source = attack
     result = grader.grade_path(write(nb, tmp_path / "attack.ipynb"))
-    assert scores(result) == {**full_marks(), "get_log_probs": 0}, explain(result)
+    assert scores(result) == {**full_marks(ASSIGNMENT), "get_log_probs": 0}, explain(result)
 
 
 # ----------------------------------------------------------------------------- the lite checkpoint and the loader

@@ -28,11 +28,9 @@ from autograder.authoring.assignment import discover_assignments
 from autograder.build import ensure_bundle
 from autograder.build.samples import blank_submission, reference_submission
 from autograder.grade.executors import GraderSpec, make_executor
-from autograder.layout import CourseLayout
 from conftest import REPO, available_sandbox
-from sections import apply_variant, load_variants, required_variants, write
+from sections import LAYOUT, apply_variant, explain, full_marks, load_variants, required_variants, scores, write
 
-LAYOUT = CourseLayout(REPO)
 ASSIGNMENTS = discover_assignments(LAYOUT.source)
 VARIANTS = [(a, v) for a in ASSIGNMENTS for v in load_variants(a)]
 COLD_START_LIMIT_S = 60
@@ -86,18 +84,6 @@ class _Batches:
 @pytest.fixture(scope="module")
 def batches(tmp_path_factory):
     return _Batches(tmp_path_factory.mktemp("sections"))
-
-
-def scores(result):
-    return {e.name: e.score for e in result.exercises}
-
-
-def full_marks(assignment):
-    return {e.name: e.points for e in assignment.exercises}
-
-
-def explain(result):
-    return "\n".join(f"{t.exercise}/{t.name}: {t.output[:600]}" for e in result.exercises for t in e.tests if not t.passed)
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=short)
