@@ -58,7 +58,9 @@ def test_installs_only_the_locked_set(kind):
     assert installs, f"{kind}: no pip install"
     for cmd in installs:
         assert "-c constraints.txt" in cmd, f"{kind}: pip install without the lock: {cmd.strip()}"
-        named = [w for w in cmd.split("pip install", 1)[1].split() if not w.startswith("-") and "://" not in w
+        words = cmd.split("pip install", 1)[1].split()
+        words = [w for i, w in enumerate(words) if i == 0 or words[i - 1] != "--target"]  # where, not what
+        named = [w for w in words if not w.startswith("-") and "://" not in w
                  and w not in ("constraints.txt",) and not w.startswith("${")]
         # dependencies.txt: pyproject.toml's own dependency list, written in the same RUN (layer caching)
         assert set(named) <= {"torch", ".", "dependencies.txt"}, f"{kind}: installs {named} by hand, outside the lock"
@@ -71,6 +73,10 @@ def test_dependencies_are_a_layer_before_the_code(kind):
     text = DOCKERFILES[kind].read_text()
     build = text.split("\nFROM ", 2)[1]
     assert build.index("-r dependencies.txt") < build.index("COPY autograder") < build.index("--no-deps .")
+    # ... nor change the venv: the package goes beside it (found through a .pth), so that the final stage's
+    # copy of the venv, gigabytes, stays a cached layer.
+    assert "--target /opt/autograder --no-deps ." in build
+    assert build.index("-r dependencies.txt") < build.index("> /opt/venv/lib/python3.11/site-packages/autograder.pth") < build.index("COPY autograder")
 
 
 def test_both_images_install_the_same_set():
@@ -89,6 +95,7 @@ def test_small_non_root_worker_image(kind):
     assert len(stages) == 2, "a build stage and a final stage"
     final = text[text.rindex("\nFROM "):]
     assert "COPY --from=build /opt/venv /opt/venv" in final
+    assert "COPY --from=build /opt/autograder /opt/autograder" in final
     assert "pip install" not in final, "the final stage installs nothing with pip"
     assert re.search(r"^USER (?!0\b|root\b)\S+", final, re.M), "runs as a non-root user"
     assert 'ENTRYPOINT ["/opt/venv/bin/python", "-m", "autograder.grade.worker"]' in final
