@@ -312,3 +312,34 @@ def test_programs_inherit_the_warm_workers_memory_in_huge_pages(warm_worker, tmp
     finally:
         conn.close()
         program.close()
+
+
+HOOK_PROBE = (
+    "import threading, time\n"
+    "HOOK_RAN = []\n"
+    "os.register_at_fork(after_in_child=lambda: HOOK_RAN.append(1))\n"
+    "def hook_ran():\n"
+    "    return len(HOOK_RAN)\n"
+    "def start_thread():\n"
+    "    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+)
+
+
+def test_test_cases_fork_without_the_libraries_hooks_unless_the_program_has_threads(warm_worker, tmp_path):
+    """lean_fork on the real path: a program with one thread skips the hooks; one that started a thread
+    (the student's code may) gets os.fork and its hooks, which re-create the locks that thread may hold."""
+    program = spawn_probe(warm_worker, tmp_path, "hooks", HOOK_PROBE)
+    try:
+        conn = program.fork()
+        try:
+            assert StudentNamespace(conn).hook_ran() == 0
+        finally:
+            conn.close()
+        StudentNamespace(program.conn).start_thread()  # in the program itself: every later case inherits it
+        conn = program.fork()
+        try:
+            assert StudentNamespace(conn).hook_ran() == 1
+        finally:
+            conn.close()
+    finally:
+        program.close()

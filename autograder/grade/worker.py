@@ -38,7 +38,7 @@ if __name__ == "__main__":
 
 import torch
 
-from autograder.grade import wire
+from autograder.grade import lean_fork, wire
 from autograder.grade.numerics import make_repeatable
 
 _MAGIC_LINE = re.compile(r"^(\s*)([%!].*)$")
@@ -499,7 +499,7 @@ def _fork_child(sock: socket.socket, header: dict) -> socket.socket | None:
     namespace: the grader can then stop a runaway child without trusting us.
     """
     ready_r, ready_w = os.pipe()
-    pid = os.fork()
+    pid = lean_fork.fork()
     if pid == 0:
         os.close(ready_r)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -564,7 +564,7 @@ def _spawn_submission(sock: socket.socket, header: dict, options: argparse.Names
     os.close(ready_r)
     try:
         isolation.unshare_for_submission()
-        if os.fork() != 0:
+        if lean_fork.fork() != 0:
             os._exit(0)  # the program below is reparented; nothing waits for it here
         isolation.enter_submission_namespaces(Path(options.home), Path(options.support), options.tmpfs_bytes)
         for target in (1, 2):
@@ -586,10 +586,10 @@ def _fork_with_retry() -> int:
     """fork, waiting briefly while the last submission's processes (a fork bomb) are torn down."""
     for _ in range(100):
         try:
-            return os.fork()
+            return lean_fork.fork()
         except BlockingIOError:
             time.sleep(0.05)
-    return os.fork()
+    return lean_fork.fork()
 
 
 def main(argv: list[str] | None = None) -> None:
