@@ -45,6 +45,7 @@ PROBE = textwrap.dedent('''
 
     parent = os.getpid()
     import torch  # registers its own hook, and must work in the child
+    random.seed = lambda *args: 1 / 0  # student code may replace it: the child still reseeds, as after os.fork
     report = {"single": fork_and_report()}
     threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
     report["threaded"] = fork_and_report()

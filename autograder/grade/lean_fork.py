@@ -69,8 +69,17 @@ def fork() -> int:
     return pid
 
 
+# Looked up now, before any student code runs, as random's own hook was: a program that replaces
+# random.seed does not change what runs after a fork.
+_RESEED = random.seed
+
+
 def _after_fork_in_child() -> None:
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.get_num_threads()
-    random.seed()
+    # As os.fork does with its hooks: a failing one is not the fork's failure.
+    try:
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch._C.get_num_threads()  # torch's hook: torch.get_num_threads is this function
+        _RESEED()
+    except Exception:  # noqa: BLE001
+        pass
