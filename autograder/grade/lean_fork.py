@@ -46,6 +46,9 @@ def _libc_fork():
 
 
 _LIBC_FORK = _libc_fork()
+# Looked up now, before any student code runs, as random's own hook was: a program that replaces
+# random.seed does not change what runs after a fork.
+_RESEED = random.seed
 
 
 def single_threaded() -> bool:
@@ -67,11 +70,6 @@ def fork() -> int:
     if pid == 0:
         _after_fork_in_child()
     return pid
-
-
-# Looked up now, before any student code runs, as random's own hook was: a program that replaces
-# random.seed does not change what runs after a fork.
-_RESEED = random.seed
 
 
 def _after_fork_in_child() -> None:
