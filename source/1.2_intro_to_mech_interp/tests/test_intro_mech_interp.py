@@ -315,10 +315,22 @@ def _find(reference, model, seed, threshold: float = 0.4):
         return sorted(reference.find_induction_heads(model, seq_len=40, batch=10, threshold=threshold))
 
 
+@fixture
+def induction_heads(reference, hooked, seed):
+    """The reference's answer on the model: once per grading run, not per submission."""
+    return _find(reference, hooked, seed)
+
+
+@fixture
+def renumbered_induction_heads(reference, permuted, seed):
+    _, other, threshold = permuted
+    return _find(reference, other, seed, threshold)
+
+
 @grades("find_induction_heads")
-def test_find_induction_heads(student, reference, hooked, seed):
+def test_find_induction_heads(student, reference, induction_heads, seed):
     student.use_reference("generate_repeated_tokens", reference.generate_repeated_tokens)
-    expected = _find(reference, hooked, seed)
+    expected = induction_heads
     torch.manual_seed(seed)
     got = heads_list(student.find_induction_heads(student.model, seq_len=40, batch=10), "find_induction_heads")
     if got != expected:
@@ -326,11 +338,11 @@ def test_find_induction_heads(student, reference, hooked, seed):
 
 
 @grades("find_induction_heads")
-def test_find_induction_heads_renumbered(student, reference, permuted, seed):
-    state, other, threshold = permuted
+def test_find_induction_heads_renumbered(student, reference, permuted, renumbered_induction_heads, seed):
+    state, _, threshold = permuted
     student.use_reference("generate_repeated_tokens", reference.generate_repeated_tokens)
     student.model.load_state_dict(state)
-    expected = _find(reference, other, seed, threshold)
+    expected = renumbered_induction_heads
     torch.manual_seed(seed)
     got = heads_list(student.find_induction_heads(student.model, seq_len=40, batch=10, threshold=threshold),
                      "find_induction_heads")
@@ -397,20 +409,26 @@ def _ablation_setup(student, reference):
         student.use_reference(name, getattr(reference, name))
 
 
-@grades("get_ablation_scores")
-def test_ablation_scores_zero(student, reference, hooked, rep_tokens):
-    _ablation_setup(student, reference)
+@fixture
+def ablation_scores(reference, hooked, rep_tokens):
+    """The reference's scores for each ablation: once per grading run, not per submission."""
     with torch.no_grad():
-        expected = reference.get_ablation_scores(hooked, rep_tokens, reference.head_zero_ablation_hook)
+        return {kind: reference.get_ablation_scores(hooked, rep_tokens, getattr(reference, f"head_{kind}_ablation_hook"))
+                for kind in ("zero", "mean")}
+
+
+@grades("get_ablation_scores")
+def test_ablation_scores_zero(student, reference, ablation_scores, rep_tokens):
+    _ablation_setup(student, reference)
+    expected = ablation_scores["zero"]
     got = student.get_ablation_scores(student.model, rep_tokens, ablation_function=student.head_zero_ablation_hook)
     assert_close(got, expected, atol=1e-4, rtol=1e-3, what="get_ablation_scores with zero ablation")
 
 
 @grades("get_ablation_scores")
-def test_ablation_scores_mean(student, reference, hooked, rep_tokens):
+def test_ablation_scores_mean(student, reference, ablation_scores, rep_tokens):
     _ablation_setup(student, reference)
-    with torch.no_grad():
-        expected = reference.get_ablation_scores(hooked, rep_tokens, reference.head_mean_ablation_hook)
+    expected = ablation_scores["mean"]
     got = student.get_ablation_scores(student.model, rep_tokens, ablation_function=student.head_mean_ablation_hook)
     assert_close(got, expected, atol=1e-4, rtol=1e-3, what="get_ablation_scores with mean ablation")
 
@@ -514,10 +532,15 @@ def test_get_comp_score(student, reference, seed):
         assert_close(torch.tensor(got), torch.tensor(float(expected)), what=f"get_comp_score of matrices of shapes {shape_a} and {shape_b}")
 
 
+@fixture
+def composition_scores(reference, hooked):
+    return reference.composition_scores(hooked)
+
+
 @grades("composition_scores")
-def test_composition_scores(student, reference, hooked):
+def test_composition_scores(student, reference, composition_scores):
     student.use_reference("get_comp_score", reference.get_comp_score)
-    expected = reference.composition_scores(hooked)
+    expected = composition_scores
     got = student.composition_scores(student.model)
     if not isinstance(got, dict) or sorted(got) != ["K", "Q", "V"]:
         raise CheckFailed(f"composition_scores should return a dict with keys 'Q', 'K', 'V', got {str(got)[:100]}")
@@ -525,12 +548,21 @@ def test_composition_scores(student, reference, hooked):
         assert_close(got[kind], expected[kind], atol=1e-5, rtol=1e-4, what=f"composition_scores(model)[{kind!r}]")
 
 
-@grades("generate_single_random_comp_score")
-def test_random_comp_score_distribution(student, reference, hooked, seed):
-    student.use_reference("get_comp_score", reference.get_comp_score)
-    d_model, d_head = 48, 8
+RANDOM_COMP_SHAPE = (48, 8)  # d_model, d_head
+
+
+@fixture
+def random_comp_scores(reference, seed):
+    """1500 scores of the reference's random matrices: drawn once per grading run, not per submission."""
     torch.manual_seed(seed)
-    ref = torch.tensor([reference.generate_single_random_comp_score(d_model, d_head) for _ in range(1500)])
+    return torch.tensor([reference.generate_single_random_comp_score(*RANDOM_COMP_SHAPE) for _ in range(1500)])
+
+
+@grades("generate_single_random_comp_score")
+def test_random_comp_score_distribution(student, reference, random_comp_scores, seed):
+    student.use_reference("get_comp_score", reference.get_comp_score)
+    d_model, d_head = RANDOM_COMP_SHAPE
+    ref = random_comp_scores
     student.seed(seed)
     values = student.generate_single_random_comp_score.repeat(300, d_model, d_head)
     values = torch.tensor([check_float(v, "generate_single_random_comp_score") for v in values])
