@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ import nbformat
 from autograder.build import ensure_bundle
 from autograder.build.variants import Variant, apply_variant, load_variants  # noqa: F401 - re-exported
 from autograder.grade.bundle import load_bundle
+from autograder.grade.results import ExerciseResult, SubmissionResult, TestOutcome
 from autograder.layout import CourseLayout
 from conftest import REPO, available_sandbox
 
@@ -66,6 +68,31 @@ def lite_grader(assignment) -> Iterator[Grader]:
 def scores(result) -> dict[str, float]:
     """Exercise -> points scored."""
     return {e.name: e.score for e in result.exercises}
+
+
+def read_results(path: Path) -> SubmissionResult:
+    """A ``results.json`` the CLI wrote, read back into the result it was written from (what
+    :func:`scores` and :func:`explain` read)."""
+    data = json.loads(path.read_text())
+    extra = data["extra_data"]
+    exercises = {name: ExerciseResult(name, e["max_score"], fingerprint=e["fingerprint"])
+                 for name, e in extra["exercises"].items()}
+    for t in data["tests"]:
+        exercise = t["extra_data"]["exercise"]
+        exercises[exercise].tests.append(TestOutcome(
+            exercise, t["name"].removeprefix(f"{exercise}: "), t["score"], t["max_score"], t["status"] == "passed",
+            t["output"], t["extra_data"]["reason"], t["extra_data"]["duration_s"], t["extra_data"]["setup_s"]))
+    for name, e in extra["exercises"].items():
+        # Each test's score is rounded to 6 places there (three thirds of 20 add up to 20.000001); the
+        # exercise's score is its exact sum. The remainder goes back to its last test.
+        if exercises[name].tests:
+            exercises[name].tests[-1].score += e["score"] - sum(t.score for t in exercises[name].tests)
+    result = SubmissionResult(
+        extra["assignment"], extra["submission"], extra["submission_sha256"], extra["bundle_hash"],
+        extra["grader_version"], extra["profile"], extra["device"], list(exercises.values()), data["output"],
+        data["execution_time"], error=extra["error"], sandbox=extra["sandbox"], public_output=extra["public_output"])
+    result.free_points = round(data["max_score"] - sum(e.max_score for e in result.exercises), 6)
+    return result
 
 
 def full_marks(assignment) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """Every course section, checked the same way (SECTION_DONE.md, points 5–8):
 
-* the reference gets 100 through the CLI, cold, in at most 60 s;
+* the reference gets 100 through the CLI, cold, its result within 60 s (graded first in the section's batch);
 * the blank release gets only the section's free points;
 * every exercise has at least two mutants and one alternative;
 * every mutant loses points in its own exercise and no other;
@@ -16,7 +16,6 @@ checks, ...) live in ``test_section_<id>.py``; the public checks in ``test_publi
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -27,9 +26,9 @@ import pytest
 from autograder.authoring.assignment import discover_assignments
 from autograder.build import ensure_bundle
 from autograder.build.samples import blank_submission, reference_submission
-from autograder.grade.executors import GraderSpec, make_executor
 from conftest import REPO, available_sandbox
-from sections import LAYOUT, apply_variant, explain, full_marks, load_variants, required_variants, scores, write
+from sections import (LAYOUT, apply_variant, explain, full_marks, load_variants, read_results, required_variants, scores,
+                      write)
 
 ASSIGNMENTS = discover_assignments(LAYOUT.source)
 VARIANTS = [(a, v) for a in ASSIGNMENTS for v in load_variants(a)]
@@ -40,16 +39,19 @@ def short(assignment) -> str:
     return assignment.id.split("_", 1)[0]
 
 
-BLANK = "blank release"
+REFERENCE, BLANK = "reference", "blank release"
 
 
 class _Batches:
-    """Each assignment's submissions graded once, as batches on two warm worker processes: the blank
-    release with the required variants (one boot per section), the extra variants on request."""
+    """Each assignment's submissions graded once, as a grader grades a cohort: by the CLI, from a cold start,
+    with two worker processes. The required batch holds the reference (graded first), the blank release and
+    the required variants: one boot per section, which the cold-start check times too; the extra variants
+    are a second batch, on request."""
 
     def __init__(self, folder):
         self.folder = folder
         self.results: dict[tuple[str, bool], dict | Exception] = {}
+        self.reference_done_s: dict[str, float] = {}  # assignment -> from the command's start to the reference's result
 
     def result(self, assignment, name: str, extra: bool = False):
         key = (assignment.id, extra)
@@ -63,22 +65,28 @@ class _Batches:
     def _grade(self, assignment, extra: bool) -> dict | Exception:
         ensure_bundle(LAYOUT, assignment)
         required = required_variants(load_variants(assignment))
-        variants = [v for v in load_variants(assignment) if (v not in required) == extra]
-        notebooks = {v.id: apply_variant(assignment, v) for v in variants}
-        if not extra:
-            notebooks[BLANK] = blank_submission(assignment)
+        notebooks = {} if extra else {REFERENCE: reference_submission(assignment), BLANK: blank_submission(assignment)}
+        notebooks |= {v.id: apply_variant(assignment, v) for v in load_variants(assignment) if (v not in required) == extra}
         folder = self.folder / f"{short(assignment)}{'-extra' if extra else ''}"
-        folder.mkdir()
-        paths = {write(nb, folder / f"submission_{i:03d}.ipynb"): name for i, (name, nb) in enumerate(notebooks.items())}
-        spec = GraderSpec(LAYOUT.bundles / assignment.id, profile="lite", sandbox=available_sandbox())
-        executor = make_executor(spec, "local", jobs=2)
-        try:
-            by_stem = {r.submission: r for r in executor.grade(list(paths))}
-            return {name: by_stem[path.stem] for path, name in paths.items()}
-        except Exception as exc:  # every test of this batch fails with it, none regrades
-            return exc
-        finally:
-            executor.close()
+        (folder / "submissions").mkdir(parents=True)
+        # Numbered in this order, and the CLI grades a folder in name order: the reference goes first.
+        paths = {write(nb, folder / "submissions" / f"submission_{i:03d}.ipynb"): name
+                 for i, (name, nb) in enumerate(notebooks.items())}
+        out = folder / "out"
+        command = [sys.executable, "-m", "autograder", "--root", str(REPO), "grade", short(assignment),
+                   str(folder / "submissions"), "--jobs", "2", "--profile", "lite",
+                   "--out", str(out), "--db", str(folder / "book.sqlite")]
+        if available_sandbox() == "none":
+            command.append("--no-sandbox")
+        started = time.time()
+        run = subprocess.run(command, env={**os.environ, "AUTOGRADER_PROFILE": "lite"}, capture_output=True, text=True)
+        if run.returncode != 0:  # every test of this batch fails with it, none regrades
+            return RuntimeError(f"{' '.join(command)} exited with {run.returncode}:\n{run.stderr[-3000:]}")
+        results = {name: read_results(out / path.stem / "results.json") for path, name in paths.items()}
+        if not extra:
+            reference = next(path for path, name in paths.items() if name == REFERENCE)
+            self.reference_done_s[assignment.id] = (out / reference.stem / "results.json").stat().st_mtime - started
+        return results
 
 
 @pytest.fixture(scope="module")
@@ -101,21 +109,14 @@ def test_points_sum_to_100(assignment):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=short)
-def test_reference_full_marks_from_a_cold_start(assignment, tmp_path):
-    """The CLI on this machine's CPUs, model loading included."""
-    ensure_bundle(LAYOUT, assignment)
-    path = write(reference_submission(assignment), tmp_path / "reference.ipynb")
-    command = [sys.executable, "-m", "autograder", "--root", str(REPO), "grade", short(assignment), str(path),
-               "--out", str(tmp_path / "out"), "--db", str(tmp_path / "book.sqlite")]
-    if available_sandbox() == "none":
-        command.append("--no-sandbox")
-    started = time.monotonic()
-    subprocess.run(command, check=True, env={**os.environ, "AUTOGRADER_PROFILE": "lite"}, capture_output=True)
-    elapsed = time.monotonic() - started
-    results = json.loads((tmp_path / "out" / "reference" / "results.json").read_text())
-    failing = [t for t in results["tests"] if t["status"] != "passed"]
-    assert results["score"] == results["max_score"] == 100, failing
-    assert elapsed <= COLD_START_LIMIT_S, f"grading took {elapsed:.1f} s"
+def test_reference_full_marks_from_a_cold_start(assignment, batches):
+    """The CLI on this machine's CPUs, model loading included: the reference, graded first in the section's
+    batch, has its result written within the limit of the command's start (SECTION_DONE.md, point 6).
+    The second worker grades beside it, so this is a stricter measure than a lone submission's."""
+    result = batches.result(assignment, REFERENCE)
+    assert result.score == result.max_score == 100, explain(result)
+    elapsed = batches.reference_done_s[assignment.id]
+    assert elapsed <= COLD_START_LIMIT_S, f"the reference's result came {elapsed:.1f} s after the command started"
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=short)
