@@ -157,23 +157,43 @@ def small(data, n=12):
     return {k: (v[:n] if isinstance(v, torch.Tensor) else v) for k, v in data.items()}
 
 
+def small_cache(cache, hooked, n=12):
+    return ActivationCache({k: v[:n] for k, v in cache.cache_dict.items()}, hooked)
+
+
+# The reference's answers below are fixtures: computed once per grading run (same model, inputs and
+# device as every submission's), not once per submission.
+
+
+@fixture
+def residual_patching(reference, hooked, data, caches):
+    d = small(data)
+    with one_thread():
+        return reference.patch_residual_stream(hooked, d["corrupt_tokens"], small_cache(caches[1], hooked),
+                                               d["io_tok"], d["s_tok"])
+
+
+@fixture
+def head_patching(reference, hooked, data, caches):
+    with one_thread():
+        return reference.patch_head_outputs(hooked, data["corrupt_tokens"], caches[1], data["io_tok"], data["s_tok"])
+
+
 @grades("patch_residual_stream")
-def test_patch_residual_stream(student, reference, hooked, data, caches):
+def test_patch_residual_stream(student, reference, hooked, data, caches, residual_patching):
     student.use_reference("logits_to_ave_logit_diff", reference.logits_to_ave_logit_diff)
     d = small(data)
-    clean = ActivationCache({k: v[:12] for k, v in caches[1].cache_dict.items()}, hooked)
-    with one_thread():
-        want = reference.patch_residual_stream(hooked, d["corrupt_tokens"], clean, d["io_tok"], d["s_tok"])
+    clean = small_cache(caches[1], hooked)
+    want = residual_patching
     got = student.patch_residual_stream(student.model, d["corrupt_tokens"], student_cache(student, clean), d["io_tok"], d["s_tok"])
     check_shape(got, (hooked.cfg.n_layers, ih.SEQ_LEN), "patch_residual_stream")
     assert_close(got, want, atol=1e-4, rtol=1e-3, what="mean logit difference after patching resid_pre (layer, position)")
 
 
 @grades("patch_head_outputs")
-def test_patch_head_outputs(student, reference, hooked, data, caches):
+def test_patch_head_outputs(student, reference, hooked, data, caches, head_patching):
     student.use_reference("logits_to_ave_logit_diff", reference.logits_to_ave_logit_diff)
-    with one_thread():
-        want = reference.patch_head_outputs(hooked, data["corrupt_tokens"], caches[1], data["io_tok"], data["s_tok"])
+    want = head_patching
     got = student.patch_head_outputs(student.model, data["corrupt_tokens"], student_cache(student, caches[1]),
                                      data["io_tok"], data["s_tok"])
     check_shape(got, shape_of(hooked), "patch_head_outputs")
@@ -185,42 +205,50 @@ def top_heads(values, hooked, k, min_layer=0):
     return sorted(heads, key=lambda lh: -float(values[lh]))[:k]
 
 
-@grades("path_patch_to_queries")
-def test_path_patch_name_movers(student, reference, hooked, data, caches):
+@fixture
+def name_mover_path_patching(reference, hooked, data, caches):
     """Receivers: the two heads (after layer 0) with the largest direct effect, found by the reference now."""
-    student.use_reference("logits_to_ave_logit_diff", reference.logits_to_ave_logit_diff)
     dla = reference.head_logit_attribution(hooked, caches[1], data["io_tok"], data["s_tok"])
     receivers = top_heads(dla, hooked, 2, min_layer=1)
     with one_thread():
-        want = reference.path_patch_to_queries(hooked, data["tokens"], caches[1], caches[2], receivers,
-                                               data["io_tok"], data["s_tok"])
+        return receivers, reference.path_patch_to_queries(hooked, data["tokens"], caches[1], caches[2], receivers,
+                                                          data["io_tok"], data["s_tok"])
+
+
+@grades("path_patch_to_queries")
+def test_path_patch_name_movers(student, reference, hooked, data, caches, name_mover_path_patching):
+    student.use_reference("logits_to_ave_logit_diff", reference.logits_to_ave_logit_diff)
+    receivers, want = name_mover_path_patching
     got = student.path_patch_to_queries(student.model, data["tokens"], student_cache(student, caches[1]),
                                         student_cache(student, caches[2]), receivers, data["io_tok"], data["s_tok"])
     check_shape(got, shape_of(hooked), "path_patch_to_queries")
     assert_close(got, want, atol=1e-4, rtol=1e-3, what=f"path patching to the queries of {receivers}")
 
 
-@grades("path_patch_to_queries")
-def test_path_patch_one_head_of_each_later_layer(student, reference, hooked, data, caches, seed):
-    student.use_reference("logits_to_ave_logit_diff", reference.logits_to_ave_logit_diff)
+@fixture
+def one_head_per_layer_path_patching(reference, hooked, data, caches, seed):
     d = small(data)
-    clean = ActivationCache({k: v[:12] for k, v in caches[1].cache_dict.items()}, hooked)
-    corrupt = ActivationCache({k: v[:12] for k, v in caches[2].cache_dict.items()}, hooked)
     g = gen(seed)
     receivers = [(layer, int(torch.randint(hooked.cfg.n_heads, (1,), generator=g))) for layer in range(1, hooked.cfg.n_layers)]
     with one_thread():
-        want = reference.path_patch_to_queries(hooked, d["tokens"], clean, corrupt, receivers, d["io_tok"], d["s_tok"])
+        return receivers, reference.path_patch_to_queries(hooked, d["tokens"], small_cache(caches[1], hooked),
+                                                          small_cache(caches[2], hooked), receivers, d["io_tok"], d["s_tok"])
+
+
+@grades("path_patch_to_queries")
+def test_path_patch_one_head_of_each_later_layer(student, reference, hooked, data, caches, one_head_per_layer_path_patching):
+    student.use_reference("logits_to_ave_logit_diff", reference.logits_to_ave_logit_diff)
+    d = small(data)
+    clean, corrupt = small_cache(caches[1], hooked), small_cache(caches[2], hooked)
+    receivers, want = one_head_per_layer_path_patching
     got = student.path_patch_to_queries(student.model, d["tokens"], student_cache(student, clean),
                                         student_cache(student, corrupt), receivers, d["io_tok"], d["s_tok"])
     assert_close(got, want, atol=1e-4, rtol=1e-3, what=f"path patching to the queries of {receivers}")
 
 
-@grades("path_patch_to_queries")
-def test_path_patch_random_sequences(student, reference, hooked, seed):
-    """Random token sequences as the clean and the corrupted run. In the lite model the receivers' queries barely
-    matter on IOI prompts (its late heads find S2 by position), so this is where freezing the other heads, patching
-    only the receivers, and patching queries rather than keys make a clear difference."""
-    student.use_reference("logits_to_ave_logit_diff", reference.logits_to_ave_logit_diff)
+@fixture
+def random_sequences_path_patching(reference, hooked, seed):
+    """Random token sequences as the clean and the corrupted run, with the reference's answer."""
     g = gen(seed + 1)
     bos = hooked.tokenizer.bos_token_id
     runs = []
@@ -233,13 +261,23 @@ def test_path_patch_random_sequences(student, reference, hooked, seed):
     with torch.no_grad(), one_thread():
         _, clean = hooked.run_with_cache(runs[0])
         _, corrupt = hooked.run_with_cache(runs[1])
-    last = hooked.cfg.n_layers - 1
-    receivers = [(1, 0), (last, 0)]
+    receivers = [(1, 0), (hooked.cfg.n_layers - 1, 0)]
     with one_thread():
         want = reference.path_patch_to_queries(hooked, runs[0], clean, corrupt, receivers, io, s)
-    got = student.path_patch_to_queries(student.model, runs[0], student_cache(student, clean),
-                                        student_cache(student, corrupt), receivers, io, s)
-    assert_close(got, want, atol=1e-4, rtol=1e-3, what=f"path patching to the queries of {receivers} on random tokens")
+    return dict(tokens=runs[0], io=io, s=s, clean=clean, corrupt=corrupt, receivers=receivers, want=want)
+
+
+@grades("path_patch_to_queries")
+def test_path_patch_random_sequences(student, reference, random_sequences_path_patching):
+    """In the lite model the receivers' queries barely matter on IOI prompts (its late heads find S2 by
+    position), so random sequences are where freezing the other heads, patching only the receivers, and
+    patching queries rather than keys make a clear difference."""
+    student.use_reference("logits_to_ave_logit_diff", reference.logits_to_ave_logit_diff)
+    r = random_sequences_path_patching
+    got = student.path_patch_to_queries(student.model, r["tokens"], student_cache(student, r["clean"]),
+                                        student_cache(student, r["corrupt"]), r["receivers"], r["io"], r["s"])
+    assert_close(got, r["want"], atol=1e-4, rtol=1e-3,
+                 what=f"path patching to the queries of {r['receivers']} on random tokens")
 
 
 # ----------------------------------------------------------------------------- mean ablation
@@ -255,21 +293,28 @@ def test_head_means(student, reference, hooked, data):
         assert_close(got, want, atol=1e-5, rtol=1e-4, what=f"mean hook_z per layer, position and head ({name})")
 
 
-@grades("mean_ablate_heads")
-def test_mean_ablate_heads(student, reference, hooked, data, caches, seed):
-    student.use_reference("logits_to_ave_logit_diff", reference.logits_to_ave_logit_diff)
+@fixture
+def mean_ablations(reference, hooked, data, head_patching, seed):
+    """(what, heads kept, the reference's logit difference) for three sets of heads, and the head means."""
     with one_thread():
         means = reference.head_means(hooked, data["corrupt_tokens"])
-        patch = reference.patch_head_outputs(hooked, data["corrupt_tokens"], caches[1], data["io_tok"], data["s_tok"])
     heads = ih.head_names(hooked)
     g = gen(seed)
     keeps = {
-        "the heads whose patching restores most (found by the reference now)": top_heads(patch, hooked, 4),
+        "the heads whose patching restores most (found by the reference now)": top_heads(head_patching, hooked, 4),
         "a random half of the heads": [heads[i] for i in torch.randperm(len(heads), generator=g)[: len(heads) // 2].tolist()],
         "no head": [],
     }
-    for what, keep in keeps.items():
-        with one_thread():
-            want = reference.mean_ablate_heads(hooked, data["tokens"], keep, means, data["io_tok"], data["s_tok"])
+    with one_thread():
+        cases = [(what, keep, reference.mean_ablate_heads(hooked, data["tokens"], keep, means, data["io_tok"], data["s_tok"]))
+                 for what, keep in keeps.items()]
+    return means, cases
+
+
+@grades("mean_ablate_heads")
+def test_mean_ablate_heads(student, reference, data, mean_ablations):
+    student.use_reference("logits_to_ave_logit_diff", reference.logits_to_ave_logit_diff)
+    means, cases = mean_ablations
+    for what, keep, want in cases:
         got = student.mean_ablate_heads(student.model, data["tokens"], keep, means, data["io_tok"], data["s_tok"])
         assert_close(got, want, atol=1e-4, rtol=1e-3, what=f"logit difference keeping {what}: {keep}")
