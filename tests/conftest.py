@@ -66,6 +66,14 @@ def toy_grader(toy_layout, toy_assignment) -> Grader:
     return Grader(load_bundle(toy_layout.bundles / toy_assignment.id), sandbox=available_sandbox())
 
 
+@pytest.fixture(scope="session")
+def section_batches(tmp_path_factory):
+    """Every course section's batch, graded once per test session, for test_sections.py and the section tests."""
+    from sections import SectionBatches  # sections imports this module
+
+    return SectionBatches(tmp_path_factory.mktemp("sections"))
+
+
 def write_notebook(path: Path, nb) -> Path:
     path.write_text(nbformat.writes(nb))
     return path

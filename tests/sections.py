@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import nbformat
 
 from autograder.build import ensure_bundle
+from autograder.build.samples import blank_submission, reference_submission
 from autograder.build.variants import Variant, apply_variant, load_variants  # noqa: F401 - re-exported
-from autograder.grade.bundle import load_bundle
 from autograder.grade.results import ExerciseResult, SubmissionResult, TestOutcome
 from autograder.layout import CourseLayout
 from conftest import REPO, available_sandbox
-
-if TYPE_CHECKING:
-    from autograder.grade.runner import Grader
 
 LAYOUT = CourseLayout(REPO)
 
@@ -53,16 +51,6 @@ def import_fresh(monkeypatch, folder: Path, module: str):
     monkeypatch.syspath_prepend(str(folder))
     sys.modules.pop(module, None)
     return importlib.import_module(module)
-
-
-@contextmanager
-def lite_grader(assignment) -> Iterator[Grader]:
-    """A Grader of ``assignment`` (lite, this machine's sandbox), its bundle built first; its warm worker stopped after."""
-    from autograder.grade.runner import Grader  # imports torch: only for the tests that grade
-
-    ensure_bundle(LAYOUT, assignment)
-    with Grader(load_bundle(LAYOUT.bundles / assignment.id), profile="lite", sandbox=available_sandbox()) as grader:
-        yield grader
 
 
 def scores(result) -> dict[str, float]:
@@ -103,3 +91,75 @@ def full_marks(assignment) -> dict[str, float]:
 def explain(result) -> str:
     """What each failed test case said: the assertion message to read when a score is not the one expected."""
     return "\n".join(f"{t.exercise}/{t.name}: {t.output[:600]}" for e in result.exercises for t in e.tests if not t.passed)
+
+
+def short(assignment) -> str:
+    return assignment.id.split("_", 1)[0]
+
+
+REFERENCE, BLANK = "reference", "blank release"
+
+
+# Submissions a section's own tests add to its batch (an attack, ...): assignment id -> name -> a function
+# that builds the notebook. Registered (with in_section_batch) when their test module is collected, so
+# before any batch is graded.
+EXTRA_SUBMISSIONS: dict[str, dict[str, Callable[[], nbformat.NotebookNode]]] = {}
+
+
+def in_section_batch(assignment, name: str):
+    """Decorate a function that builds a notebook: graded in the section's batch, its result under ``name``."""
+    def register(build: Callable[[], nbformat.NotebookNode]) -> Callable[[], nbformat.NotebookNode]:
+        EXTRA_SUBMISSIONS.setdefault(assignment.id, {})[name] = build
+        return build
+    return register
+
+
+class SectionBatches:
+    """Each assignment's submissions graded once, as a grader grades a cohort: by the CLI, from a cold start,
+    with two worker processes. The required batch holds the reference (graded first), the blank release,
+    the required variants and what the section's tests registered: one boot per section, which the
+    cold-start check times too. The extra variants are a second batch, on request."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.results: dict[tuple[str, bool], dict | Exception] = {}
+        self.reference_done_s: dict[str, float] = {}  # assignment -> from the command's start to the reference's result
+
+    def result(self, assignment, name: str, extra: bool = False):
+        key = (assignment.id, extra)
+        if key not in self.results:
+            self.results[key] = self._grade(assignment, extra)
+        results = self.results[key]
+        if isinstance(results, Exception):
+            raise RuntimeError(f"grading the submissions of {assignment.id} failed") from results
+        return results[name]
+
+    def _grade(self, assignment, extra: bool) -> dict | Exception:
+        ensure_bundle(LAYOUT, assignment)
+        required = required_variants(load_variants(assignment))
+        notebooks = {} if extra else {REFERENCE: reference_submission(assignment), BLANK: blank_submission(assignment)}
+        notebooks |= {v.id: apply_variant(assignment, v) for v in load_variants(assignment) if (v not in required) == extra}
+        for name, build in ({} if extra else EXTRA_SUBMISSIONS.get(assignment.id, {})).items():
+            if name in notebooks:
+                raise ValueError(f"{assignment.id}: a submission named {name!r} is already in the batch")
+            notebooks[name] = build()
+        folder = self.folder / f"{short(assignment)}{'-extra' if extra else ''}"
+        (folder / "submissions").mkdir(parents=True)
+        # Numbered in this order, and the CLI grades a folder in name order: the reference goes first.
+        paths = {write(nb, folder / "submissions" / f"submission_{i:03d}.ipynb"): name
+                 for i, (name, nb) in enumerate(notebooks.items())}
+        out = folder / "out"
+        command = [sys.executable, "-m", "autograder", "--root", str(REPO), "grade", short(assignment),
+                   str(folder / "submissions"), "--jobs", "2", "--profile", "lite",
+                   "--out", str(out), "--db", str(folder / "book.sqlite")]
+        if available_sandbox() == "none":
+            command.append("--no-sandbox")
+        started = time.time()
+        run = subprocess.run(command, env={**os.environ, "AUTOGRADER_PROFILE": "lite"}, capture_output=True, text=True)
+        if run.returncode != 0:  # every test of this batch fails with it, none regrades
+            return RuntimeError(f"{' '.join(command)} exited with {run.returncode}:\n{run.stderr[-3000:]}")
+        results = {name: read_results(out / path.stem / "results.json") for path, name in paths.items()}
+        if not extra:
+            reference = next(path for path, name in paths.items() if name == REFERENCE)
+            self.reference_done_s[assignment.id] = (out / reference.stem / "results.json").stat().st_mtime - started
+        return results

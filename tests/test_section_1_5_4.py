@@ -3,22 +3,15 @@
 
 from __future__ import annotations
 
-import pytest
-
 from autograder.authoring.assignment import find_assignment
 from autograder.build.samples import reference_submission
-from sections import LAYOUT, explain, full_marks, lite_grader, scores, write
+from sections import LAYOUT, explain, full_marks, in_section_batch, scores
 
 ASSIGNMENT = find_assignment(LAYOUT.source, "1.5.4")
 
 
-@pytest.fixture(scope="module")
-def grader():
-    with lite_grader(ASSIGNMENT) as g:
-        yield g
-
-
-def test_monkeypatched_comparisons_gain_nothing(grader, tmp_path):
+@in_section_batch(ASSIGNMENT, "attack: monkeypatched comparisons")
+def monkeypatched_comparisons():
     attack = (
         "import torch, numpy\n"
         "torch.allclose = lambda *a, **k: True\n"
@@ -30,5 +23,10 @@ def test_monkeypatched_comparisons_gain_nothing(grader, tmp_path):
     )
     nb = reference_submission(ASSIGNMENT)
     next(c for c in nb.cells if c["id"] == "feature_dimensionality").source = attack
-    result = grader.grade_path(write(nb, tmp_path / "attack.ipynb"))
+    return nb
+
+
+def test_monkeypatched_comparisons_gain_nothing(section_batches):
+    """Comparison functions replaced in the student's process: the hidden tests compare in ours."""
+    result = section_batches.result(ASSIGNMENT, "attack: monkeypatched comparisons")
     assert scores(result) == {**full_marks(ASSIGNMENT), "feature_dimensionality": 0}, explain(result)

@@ -16,82 +16,19 @@ checks, ...) live in ``test_section_<id>.py``; the public checks in ``test_publi
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-
 import pytest
 
 from autograder.authoring.assignment import discover_assignments
-from autograder.build import ensure_bundle
-from autograder.build.samples import blank_submission, reference_submission
-from conftest import REPO, available_sandbox
-from sections import (LAYOUT, apply_variant, explain, full_marks, load_variants, read_results, required_variants, scores,
-                      write)
+from sections import BLANK, LAYOUT, REFERENCE, explain, full_marks, load_variants, required_variants, scores, short
 
 ASSIGNMENTS = discover_assignments(LAYOUT.source)
 VARIANTS = [(a, v) for a in ASSIGNMENTS for v in load_variants(a)]
-COLD_START_LIMIT_S = 60
-
-
-def short(assignment) -> str:
-    return assignment.id.split("_", 1)[0]
-
-
-REFERENCE, BLANK = "reference", "blank release"
-
-
-class _Batches:
-    """Each assignment's submissions graded once, as a grader grades a cohort: by the CLI, from a cold start,
-    with two worker processes. The required batch holds the reference (graded first), the blank release and
-    the required variants: one boot per section, which the cold-start check times too; the extra variants
-    are a second batch, on request."""
-
-    def __init__(self, folder):
-        self.folder = folder
-        self.results: dict[tuple[str, bool], dict | Exception] = {}
-        self.reference_done_s: dict[str, float] = {}  # assignment -> from the command's start to the reference's result
-
-    def result(self, assignment, name: str, extra: bool = False):
-        key = (assignment.id, extra)
-        if key not in self.results:
-            self.results[key] = self._grade(assignment, extra)
-        results = self.results[key]
-        if isinstance(results, Exception):
-            raise RuntimeError(f"grading the submissions of {assignment.id} failed") from results
-        return results[name]
-
-    def _grade(self, assignment, extra: bool) -> dict | Exception:
-        ensure_bundle(LAYOUT, assignment)
-        required = required_variants(load_variants(assignment))
-        notebooks = {} if extra else {REFERENCE: reference_submission(assignment), BLANK: blank_submission(assignment)}
-        notebooks |= {v.id: apply_variant(assignment, v) for v in load_variants(assignment) if (v not in required) == extra}
-        folder = self.folder / f"{short(assignment)}{'-extra' if extra else ''}"
-        (folder / "submissions").mkdir(parents=True)
-        # Numbered in this order, and the CLI grades a folder in name order: the reference goes first.
-        paths = {write(nb, folder / "submissions" / f"submission_{i:03d}.ipynb"): name
-                 for i, (name, nb) in enumerate(notebooks.items())}
-        out = folder / "out"
-        command = [sys.executable, "-m", "autograder", "--root", str(REPO), "grade", short(assignment),
-                   str(folder / "submissions"), "--jobs", "2", "--profile", "lite",
-                   "--out", str(out), "--db", str(folder / "book.sqlite")]
-        if available_sandbox() == "none":
-            command.append("--no-sandbox")
-        started = time.time()
-        run = subprocess.run(command, env={**os.environ, "AUTOGRADER_PROFILE": "lite"}, capture_output=True, text=True)
-        if run.returncode != 0:  # every test of this batch fails with it, none regrades
-            return RuntimeError(f"{' '.join(command)} exited with {run.returncode}:\n{run.stderr[-3000:]}")
-        results = {name: read_results(out / path.stem / "results.json") for path, name in paths.items()}
-        if not extra:
-            reference = next(path for path, name in paths.items() if name == REFERENCE)
-            self.reference_done_s[assignment.id] = (out / reference.stem / "results.json").stat().st_mtime - started
-        return results
+COLD_START_LIMIT_S = 60  # SECTION_DONE.md, point 6
 
 
 @pytest.fixture(scope="module")
-def batches(tmp_path_factory):
-    return _Batches(tmp_path_factory.mktemp("sections"))
+def batches(section_batches):
+    return section_batches
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=short)
