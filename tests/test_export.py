@@ -3,11 +3,13 @@ gives the same scores as our grader, and releases nothing hidden."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -47,10 +49,26 @@ def toy(toy_layout, toy_assignment, toy_grader, tmp_path_factory):
 
 
 def _tool(name: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return _tools_at_once([(name, *args)], cwd=cwd)[0]
+
+
+def _tools_at_once(commands: list[tuple[str, ...]], cwd: Path | None = None) -> list[subprocess.CompletedProcess]:
+    """Each (tool, *args) run at the same time (each is mostly one busy process); all must succeed."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # nbgrader runs `alembic`
-    result = subprocess.run([str(BIN / name), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{name} {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
+    with contextlib.ExitStack() as files:
+        # Output to files, not pipes: a tool blocked on a full pipe while we wait on another would hang.
+        outputs = [(files.enter_context(tempfile.TemporaryFile("w+")), files.enter_context(tempfile.TemporaryFile("w+")))
+                   for _ in commands]
+        running = [subprocess.Popen([str(BIN / name), *args], cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+                   for (name, *args), (out, err) in zip(commands, outputs)]
+        results = []
+        for (name, *args), process, (out, err) in zip(commands, running, outputs):
+            process.wait(timeout=600)
+            out.seek(0), err.seek(0)
+            stdout, stderr = out.read(), err.read()
+            assert process.returncode == 0, f"{name} {' '.join(args)} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}"
+            results.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    return results
 
 
 @pytest.mark.slow
@@ -83,11 +101,10 @@ def test_otter_run_gives_our_scores(toy, tmp_path):
     assert "run_from_file" not in student_text and "shifted = x - x.max" not in student_text
     assert not (tmp_path / "dist" / "student" / PAYLOAD_FILE).exists(), "the hidden tests were released"
     autograder_zip = next((tmp_path / "dist" / "autograder").glob("*.zip"))
-    got = {}
-    for student, path in paths.items():
-        submission = otter_submission(bundle, student_nb, path, tmp_path / "subs" / student / master.name)
-        _tool("otter", "run", "-a", str(autograder_zip), "-o", str(submission.parent), str(submission))
-        got[student] = read_otter_scores(submission.parent / "results.json")
+    submissions = {student: otter_submission(bundle, student_nb, path, tmp_path / "subs" / student / master.name)
+                   for student, path in paths.items()}
+    _tools_at_once([("otter", "run", "-a", str(autograder_zip), "-o", str(s.parent), str(s)) for s in submissions.values()])
+    got = {student: read_otter_scores(s.parent / "results.json") for student, s in submissions.items()}
     assert got == pytest.approx(ours)
     results = json.loads((tmp_path / "subs" / "buggy" / "results.json").read_text())
     assert any("softmax of large logits" in json.dumps(t) for t in results["tests"])

@@ -12,11 +12,13 @@ score equals the local (bubblewrap) backend's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -149,14 +151,27 @@ def test_backend_runs_the_image_network_off(image, tmp_path):
         program.close()
 
 
-def _grade(submissions: Path, out: Path, *backend: str) -> dict[str, dict]:
-    """`autograder grade 1.1` as a user runs it; each submission's total, per-exercise and per-test scores."""
-    result = subprocess.run(
-        ["nice", "-n", "10", sys.executable, "-m", "autograder", "grade", "1.1", str(submissions), "--out", str(out),
-         "--db", str(out.with_suffix(".sqlite")), *backend],
-        cwd=REPO, capture_output=True, text=True, timeout=1200,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def _grade_at_once(submissions: Path, runs: dict[Path, list[str]]) -> dict[Path, dict[str, dict]]:
+    """`autograder grade 1.1` as a user runs it, once per output folder with its backend's options, all at the
+    same time (each grades on one core); each submission's total, per-exercise and per-test scores."""
+    with contextlib.ExitStack() as files:
+        # Output to files, not pipes: a command blocked on a full pipe while we wait on another would hang.
+        logs = {out: files.enter_context(tempfile.TemporaryFile("w+")) for out in runs}
+        running = {
+            out: subprocess.Popen(
+                ["nice", "-n", "10", sys.executable, "-m", "autograder", "grade", "1.1", str(submissions), "--out",
+                 str(out), "--db", str(out.with_suffix(".sqlite")), *backend],
+                cwd=REPO, stdout=logs[out], stderr=subprocess.STDOUT, text=True)
+            for out, backend in runs.items()
+        }
+        for out, process in running.items():
+            process.wait(timeout=1200)
+            logs[out].seek(0)
+            assert process.returncode == 0, logs[out].read()[-6000:]
+    return {out: _scores(out) for out in runs}
+
+
+def _scores(out: Path) -> dict[str, dict]:
     scores = {}
     for path in sorted(out.glob("*/results.json")):
         data = json.loads(path.read_text())
@@ -174,9 +189,12 @@ def test_samples_grade_the_same_in_the_image(image, tmp_path):
     made = subprocess.run([sys.executable, "-m", "autograder", "samples", "1.1", "--out", str(samples)],
                           cwd=REPO, capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
-    in_image = _grade(samples, tmp_path / "docker", "--backend", "docker", "--docker-image", image["tag"])
     local_backend = available_sandbox()
-    local = _grade(samples, tmp_path / "local", *(["--no-sandbox"] if local_backend == "none" else []))
+    graded = _grade_at_once(samples, {
+        tmp_path / "docker": ["--backend", "docker", "--docker-image", image["tag"]],
+        tmp_path / "local": ["--no-sandbox"] if local_backend == "none" else [],
+    })
+    in_image, local = graded[tmp_path / "docker"], graded[tmp_path / "local"]
 
     assert sorted(in_image) == sorted(local) == ["blank", "partial", "reference"]
     assert {n: s["sandbox"] for n, s in in_image.items()} == dict.fromkeys(in_image, "docker")
