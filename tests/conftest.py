@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import warnings
@@ -72,6 +75,25 @@ def section_batches(tmp_path_factory):
     from sections import SectionBatches  # sections imports this module
 
     return SectionBatches(tmp_path_factory.mktemp("sections"))
+
+
+def run_at_once(commands: list[list[str]], *, cwd: Path | None = None, env: dict | None = None,
+                timeout: float = 600) -> list[subprocess.CompletedProcess]:
+    """Independent commands, each mostly one busy process, run at the same time; all must succeed."""
+    with contextlib.ExitStack() as files:
+        # Output to files, not pipes: a command blocked on a full pipe while we wait on another would hang.
+        outputs = [(files.enter_context(tempfile.TemporaryFile("w+")), files.enter_context(tempfile.TemporaryFile("w+")))
+                   for _ in commands]
+        running = [subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+                   for command, (out, err) in zip(commands, outputs)]
+        results = []
+        for command, process, (out, err) in zip(commands, running, outputs):
+            process.wait(timeout=timeout)
+            out.seek(0), err.seek(0)
+            stdout, stderr = out.read(), err.read()
+            assert process.returncode == 0, f"{' '.join(command)} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}"
+            results.append(subprocess.CompletedProcess(command, process.returncode, stdout, stderr))
+    return results
 
 
 def write_notebook(path: Path, nb) -> Path:

@@ -3,13 +3,11 @@ gives the same scores as our grader, and releases nothing hidden."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import nbformat
@@ -22,7 +20,7 @@ from autograder.export.nbgrader import export_nbgrader, nbgrader_submission, rea
 from autograder.export.otter import PAYLOAD_FILE, export_otter, otter_submission, read_otter_scores
 from autograder.export.payload import decode_payload, encode_payload, hidden_payload
 from autograder.grade.bundle import load_bundle
-from conftest import write_notebook
+from conftest import run_at_once, write_notebook
 
 BIN = Path(sys.executable).parent
 
@@ -53,22 +51,9 @@ def _tool(name: str, *args: str, cwd: Path | None = None) -> subprocess.Complete
 
 
 def _tools_at_once(commands: list[tuple[str, ...]], cwd: Path | None = None) -> list[subprocess.CompletedProcess]:
-    """Each (tool, *args) run at the same time (each is mostly one busy process); all must succeed."""
+    """Each (tool, *args) of this environment's tools, run at the same time."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # nbgrader runs `alembic`
-    with contextlib.ExitStack() as files:
-        # Output to files, not pipes: a tool blocked on a full pipe while we wait on another would hang.
-        outputs = [(files.enter_context(tempfile.TemporaryFile("w+")), files.enter_context(tempfile.TemporaryFile("w+")))
-                   for _ in commands]
-        running = [subprocess.Popen([str(BIN / name), *args], cwd=cwd, env=env, stdout=out, stderr=err, text=True)
-                   for (name, *args), (out, err) in zip(commands, outputs)]
-        results = []
-        for (name, *args), process, (out, err) in zip(commands, running, outputs):
-            process.wait(timeout=600)
-            out.seek(0), err.seek(0)
-            stdout, stderr = out.read(), err.read()
-            assert process.returncode == 0, f"{name} {' '.join(args)} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}"
-            results.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
-    return results
+    return run_at_once([[str(BIN / name), *args] for name, *args in commands], cwd=cwd, env=env)
 
 
 @pytest.mark.slow

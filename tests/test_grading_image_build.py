@@ -12,13 +12,11 @@ score equals the local (bubblewrap) backend's.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -27,7 +25,7 @@ import pytest
 
 from autograder.grade.docker_backend import DockerProgram, DockerSettings, docker_client
 from autograder.grade.student import Limits, StudentNamespace
-from conftest import REPO, available_sandbox
+from conftest import REPO, available_sandbox, run_at_once
 from dockerd import start_fastest_private_dockerd
 
 pytestmark = pytest.mark.slow
@@ -154,20 +152,9 @@ def test_backend_runs_the_image_network_off(image, tmp_path):
 def _grade_at_once(submissions: Path, runs: dict[Path, list[str]]) -> dict[Path, dict[str, dict]]:
     """`autograder grade 1.1` as a user runs it, once per output folder with its backend's options, all at the
     same time (each grades on one core); each submission's total, per-exercise and per-test scores."""
-    with contextlib.ExitStack() as files:
-        # Output to files, not pipes: a command blocked on a full pipe while we wait on another would hang.
-        logs = {out: files.enter_context(tempfile.TemporaryFile("w+")) for out in runs}
-        running = {
-            out: subprocess.Popen(
-                ["nice", "-n", "10", sys.executable, "-m", "autograder", "grade", "1.1", str(submissions), "--out",
-                 str(out), "--db", str(out.with_suffix(".sqlite")), *backend],
-                cwd=REPO, stdout=logs[out], stderr=subprocess.STDOUT, text=True)
-            for out, backend in runs.items()
-        }
-        for out, process in running.items():
-            process.wait(timeout=1200)
-            logs[out].seek(0)
-            assert process.returncode == 0, logs[out].read()[-6000:]
+    run_at_once([["nice", "-n", "10", sys.executable, "-m", "autograder", "grade", "1.1", str(submissions), "--out",
+                  str(out), "--db", str(out.with_suffix(".sqlite")), *backend] for out, backend in runs.items()],
+                cwd=REPO, timeout=1200)
     return {out: _scores(out) for out in runs}
 
 
