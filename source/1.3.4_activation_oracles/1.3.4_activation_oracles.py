@@ -73,30 +73,30 @@
 # | question | family | last token | control | probe, last token | every token | control |
 # | --- | --- | ---: | ---: | ---: | ---: | ---: |
 # | truth | cmp | 100% | 63% | 100% | 100% | 60% |
-# | truth | sum | 100% | 43% | 73% | 93% | 50% |
+# | truth | sum | 100% | 43% | 80% | 93% | 50% |
 # | truth | city | 100% | 44% | 100% | 100% | 44% |
 # | truth | neg_city | 100% | 46% | 100% | 100% | 46% |
-# | kind | cmp | 91% | 4% | 84% | 93% | 4% |
+# | kind | cmp | 91% | 4% | 89% | 93% | 4% |
 # | kind | sum | 98% | 63% | 100% | 100% | 63% |
-# | kind | city | 96% | 21% | 98% | 100% | 18% |
+# | kind | city | 96% | 21% | 99% | 100% | 18% |
 # | kind | neg_city | 97% | 15% | 97% | 100% | 15% |
-# | country | city | 83% | 8% | 52% | 65% | 10% |
-# | country | neg_city | 77% | 3% | 68% | 55% | 1% |
-# | city | city | 20% | 1% | 30% | 100% | 2% |
-# | city | neg_city | 23% | 3% | 31% | 99% | 5% |
-# | first | cmp | 46% | 11% | 36% | 98% | 18% |
-# | first | sum | 62% | 12% | 74% | 100% | 8% |
-# | second | cmp | 57% | 2% | 43% | 27% | 9% |
-# | second | sum | 30% | 13% | 37% | 93% | 12% |
+# | country | city | 83% | 8% | 62% | 65% | 10% |
+# | country | neg_city | 77% | 3% | 76% | 55% | 1% |
+# | city | city | 20% | 1% | 29% | 100% | 2% |
+# | city | neg_city | 23% | 3% | 28% | 99% | 5% |
+# | first | cmp | 46% | 11% | 39% | 98% | 18% |
+# | first | sum | 62% | 12% | 78% | 100% | 8% |
+# | second | cmp | 57% | 2% | 41% | 27% | 9% |
+# | second | sum | 30% | 13% | 39% | 93% | 12% |
 #
 # The negated city facts were never asked "is this statement true ?" about in training. There the oracle
 # answers 100% right from the last token's vector (control 46%), and
 # a difference-of-means probe trained on the other three families gets 100%.
 #
 # So the oracle reads the target's verdict and the kind of statement off the last token's
-# vector, and the country better than a probe trained for it on that same vector; the city
-# it reads only off every token's vectors (the last one hardly holds it: the probe gets
-# 30% too), and the numbers mostly off every token's. Some rows are weak either way (a
+# vector, and the country at least as well as a probe trained for it on that same vector;
+# the city it reads only off every token's vectors (the last one hardly holds it: the probe
+# gets under 30% too), and the numbers mostly off every token's. Some rows are weak either way (a
 # comparison's second number off every token's). It answers the question it was never
 # asked about negations, but so does a simple probe: after the last block, truth lies along
 # the direction the target writes its answer on, whatever the family. The oracle's strength
