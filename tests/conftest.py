@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import warnings
@@ -79,20 +82,32 @@ def section_batches(tmp_path_factory):
 
 def run_at_once(commands: list[list[str]], *, cwd: Path | None = None, env: dict | None = None,
                 timeout: float = 600) -> list[subprocess.CompletedProcess]:
-    """Independent commands, each mostly one busy process, run at the same time; all must succeed."""
+    """Independent commands, each mostly one busy process, run at the same time; all must succeed.
+
+    ``timeout`` bounds them all together. Whatever still runs when one fails or the time is up
+    is killed, so that no command outlives the test that started it.
+    """
+    deadline = time.monotonic() + timeout
     with contextlib.ExitStack() as files:
         # Output to files, not pipes: a command blocked on a full pipe while we wait on another would hang.
         outputs = [(files.enter_context(tempfile.TemporaryFile("w+")), files.enter_context(tempfile.TemporaryFile("w+")))
                    for _ in commands]
-        running = [subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+        # Each in a session of its own: a command's own children (workers, kernels) are killed with it.
+        running = [subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err, text=True, start_new_session=True)
                    for command, (out, err) in zip(commands, outputs)]
-        results = []
-        for command, process, (out, err) in zip(commands, running, outputs):
-            process.wait(timeout=timeout)
-            out.seek(0), err.seek(0)
-            stdout, stderr = out.read(), err.read()
-            assert process.returncode == 0, f"{' '.join(command)} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}"
-            results.append(subprocess.CompletedProcess(command, process.returncode, stdout, stderr))
+        try:
+            results = []
+            for command, process, (out, err) in zip(commands, running, outputs):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                out.seek(0), err.seek(0)
+                stdout, stderr = out.read(), err.read()
+                assert process.returncode == 0, f"{' '.join(command)} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}"
+                results.append(subprocess.CompletedProcess(command, process.returncode, stdout, stderr))
+        finally:
+            for process in running:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
     return results
 
 
