@@ -114,6 +114,31 @@ def in_section_batch(assignment, name: str):
     return register
 
 
+# What a student might run to pass every comparison: each replaced in the student's own process.
+COMPARISONS_MONKEYPATCHED = (
+    "import torch, numpy\n"
+    "torch.allclose = lambda *a, **k: True\n"
+    "torch.equal = lambda *a, **k: True\n"
+    "torch.testing.assert_close = lambda *a, **k: None\n"
+    "numpy.testing.assert_allclose = lambda *a, **k: None\n"
+)
+
+
+def register_monkeypatched_comparisons(assignment, cell_id: str, wrong_answer: str) -> str:
+    """Grade, in the section's batch, the reference with cell ``cell_id`` replaced by a wrong answer
+    that first monkeypatches the comparison functions; returns the result's name. The hidden tests
+    compare in the grader's process, so that exercise must still lose its points, and only it."""
+    name = "attack: monkeypatched comparisons"
+
+    @in_section_batch(assignment, name)
+    def monkeypatched_comparisons() -> nbformat.NotebookNode:
+        nb = reference_submission(assignment)
+        next(c for c in nb.cells if c["id"] == cell_id).source = COMPARISONS_MONKEYPATCHED + wrong_answer
+        return nb
+
+    return name
+
+
 class SectionBatches:
     """Each assignment's submissions graded once, as a grader grades a cohort: by the CLI, from a cold start,
     with two worker processes. The required batch holds the reference (graded first), the blank release,

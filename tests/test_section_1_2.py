@@ -9,30 +9,20 @@ import sys
 import pytest
 
 from autograder.authoring.assignment import find_assignment
-from autograder.build.samples import reference_submission
-from sections import LAYOUT, explain, full_marks, in_section_batch, scores
+from sections import LAYOUT, explain, full_marks, register_monkeypatched_comparisons, scores
 
 ASSIGNMENT = find_assignment(LAYOUT.source, "1.2")
 
 
-@in_section_batch(ASSIGNMENT, "attack: monkeypatched comparisons")
-def monkeypatched_comparisons():
-    attack = (
-        "import torch, numpy\n"
-        "torch.allclose = lambda *a, **k: True\n"
-        "torch.equal = lambda *a, **k: True\n"
-        "torch.testing.assert_close = lambda *a, **k: None\n"
-        "def get_log_probs(logits, tokens):\n"
-        "    return torch.zeros(tokens.shape[0], tokens.shape[1] - 1)\n"
-    )
-    nb = reference_submission(ASSIGNMENT)
-    next(c for c in nb.cells if c["id"] == "get_log_probs").source = attack
-    return nb
+MONKEYPATCHED = register_monkeypatched_comparisons(ASSIGNMENT, "get_log_probs", (
+    "def get_log_probs(logits, tokens):\n"
+    "    return torch.zeros(tokens.shape[0], tokens.shape[1] - 1)\n"
+))
 
 
 def test_monkeypatched_comparisons_gain_nothing(section_batches):
     """Comparison functions replaced in the student's process: the hidden tests compare in ours."""
-    result = section_batches.result(ASSIGNMENT, "attack: monkeypatched comparisons")
+    result = section_batches.result(ASSIGNMENT, MONKEYPATCHED)
     assert scores(result) == {**full_marks(ASSIGNMENT), "get_log_probs": 0}, explain(result)
 
 
