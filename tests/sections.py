@@ -53,6 +53,20 @@ def import_fresh(monkeypatch, folder: Path, module: str):
     return importlib.import_module(module)
 
 
+def checkpoint_files(folder: Path, max_mib: float) -> set[str]:
+    """A shipped checkpoint's files (relative paths), once it is checked to stay small and to have
+    every other file named in its SHA256SUMS: a file left out there would slip past its verification."""
+    from autograder.assets.loading import read_sha256sums
+
+    files = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+    size = sum((folder / f).stat().st_size for f in files)
+    assert size <= max_mib * 1024 * 1024, f"{folder} holds {size / 2**20:.1f} MiB, more than {max_mib} MiB"
+    unhashed = files - {"SHA256SUMS"} - set(read_sha256sums(folder))
+    assert not unhashed, f"SHA256SUMS in {folder} does not name {sorted(unhashed)}"
+    assert set(read_sha256sums(folder)) <= files, "SHA256SUMS names a file that is not there"
+    return files
+
+
 def scores(result) -> dict[str, float]:
     """Exercise -> points scored."""
     return {e.name: e.score for e in result.exercises}

@@ -19,7 +19,7 @@ from autograder.authoring.assignment import find_assignment
 from autograder.layout import CourseLayout
 from conftest import REPO
 from fake_hub import fetch_full_then_go_offline, save_tiny_gpt2, serve_hub
-from sections import import_fresh
+from sections import checkpoint_files, import_fresh
 
 ASSIGNMENT = find_assignment(CourseLayout(REPO).source, "1.3.1")
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -92,10 +92,9 @@ def test_prompts_tokenize_with_the_answer_position(monkeypatch):
 def test_lite_checkpoint_matches_its_hashes(monkeypatch):
     th = _th(monkeypatch)
     th.verify_lite_checkpoint()
-    files = {p.name for p in th.LITE_DIR.iterdir() if p.is_file()}
+    files = checkpoint_files(th.LITE_DIR, max_mib=2)
     assert files == {"SHA256SUMS", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
                      "training_info.json"}
-    assert sum((th.LITE_DIR / f).stat().st_size for f in files) <= 2 * 1024 * 1024
     info = json.loads((th.LITE_DIR / "training_info.json").read_text())
     assert info["seed"] == 1310 and info["steps"] >= 1000
 

@@ -4,7 +4,8 @@
 * the blank release gets only the section's free points;
 * every exercise has at least two mutants and one alternative;
 * every mutant loses points in its own exercise and no other;
-* every alternative gets full marks.
+* every alternative gets full marks;
+* a shipped lite checkpoint is small and every file of it is under its recorded hash (point 10).
 
 Each exercise's first two mutants and first alternative (variants.toml's order: the SECTION_DONE minimum)
 are graded by every run; the rest only with ``--all-variants`` (``make test-all``), which keeps the
@@ -19,11 +20,12 @@ from __future__ import annotations
 import pytest
 
 from autograder.authoring.assignment import discover_assignments
-from sections import BLANK, LAYOUT, REFERENCE, explain, full_marks, load_variants, required_variants, scores, short
+from sections import BLANK, LAYOUT, REFERENCE, checkpoint_files, explain, full_marks, load_variants, required_variants, scores, short
 
 ASSIGNMENTS = discover_assignments(LAYOUT.source)
 VARIANTS = [(a, v) for a in ASSIGNMENTS for v in load_variants(a)]
 COLD_START_LIMIT_S = 60  # SECTION_DONE.md, point 6
+CHECKPOINT_LIMIT_MIB = 5  # point 10: "a small checkpoint (a few MB at most)"
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,12 @@ def test_every_exercise_has_two_mutants_and_an_alternative(assignment):
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=short)
 def test_points_sum_to_100(assignment):
     assert sum(full_marks(assignment).values()) + assignment.free_points == 100
+
+
+@pytest.mark.parametrize("assignment", [a for a in ASSIGNMENTS if a.assets.get("lite")], ids=short)
+def test_lite_checkpoint_is_small_and_wholly_hashed(assignment):
+    folder = assignment.source_dir / assignment.assets["lite"]["model"]
+    assert "SHA256SUMS" in checkpoint_files(folder, max_mib=CHECKPOINT_LIMIT_MIB)
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=short)
