@@ -61,9 +61,9 @@ def checkpoint_files(folder: Path, max_mib: float) -> set[str]:
     files = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
     size = sum((folder / f).stat().st_size for f in files)
     assert size <= max_mib * 1024 * 1024, f"{folder} holds {size / 2**20:.1f} MiB, more than {max_mib} MiB"
-    unhashed = files - {"SHA256SUMS"} - set(read_sha256sums(folder))
-    assert not unhashed, f"SHA256SUMS in {folder} does not name {sorted(unhashed)}"
-    assert set(read_sha256sums(folder)) <= files, "SHA256SUMS names a file that is not there"
+    hashed = set(read_sha256sums(folder))
+    assert files - {"SHA256SUMS"} <= hashed, f"SHA256SUMS in {folder} does not name {sorted(files - hashed - {'SHA256SUMS'})}"
+    assert hashed <= files, f"SHA256SUMS in {folder} names files that are not there: {sorted(hashed - files)}"
     return files
 
 
