@@ -116,6 +116,14 @@ def write_notebook(path: Path, nb) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def module_monkeypatch():
+    """pytest's monkeypatch for module-scoped fixtures (a section's measured evidence, computed once per
+    file): what it changes, sys.path included, is undone when the module's tests end."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _restore_torch_grad_mode():
     """Notebook code run in this process (public checks) may switch grad off for itself; not for the next module."""

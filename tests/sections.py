@@ -47,9 +47,11 @@ def required_variants(variants: list[Variant]) -> list[Variant]:
 
 def import_fresh(monkeypatch, folder: Path, module: str):
     """``module`` imported anew from ``folder`` (a section's helpers or training script), so that the test's
-    monkeypatched environment (profile, asset cache) applies to it; the path goes when the test ends."""
+    monkeypatched environment (profile, asset cache) applies to it. The path and the module go when the test
+    ends: a grader loaded later in this process imports the bundle's copy, not this one."""
     monkeypatch.syspath_prepend(str(folder))
-    sys.modules.pop(module, None)
+    monkeypatch.setitem(sys.modules, module, None)  # recorded, so that undoing it removes the fresh import
+    del sys.modules[module]
     return importlib.import_module(module)
 
 

@@ -4,12 +4,11 @@ cannot be monkeypatched."""
 
 from __future__ import annotations
 
-import sys
 
 import pytest
 
 from autograder.authoring.assignment import find_assignment
-from sections import LAYOUT, explain, full_marks, register_monkeypatched_comparisons, scores
+from sections import LAYOUT, explain, full_marks, import_fresh, register_monkeypatched_comparisons, scores
 
 ASSIGNMENT = find_assignment(LAYOUT.source, "1.2")
 
@@ -32,14 +31,8 @@ SECTION = ASSIGNMENT.source_dir
 
 
 @pytest.fixture(scope="module")
-def helpers():
-    sys.path.insert(0, str(SECTION))
-    try:
-        import mi_helpers
-
-        yield mi_helpers
-    finally:
-        sys.path.remove(str(SECTION))
+def helpers(module_monkeypatch):
+    return import_fresh(module_monkeypatch, SECTION, "mi_helpers")
 
 
 def test_lite_checkpoint_hashes(helpers):

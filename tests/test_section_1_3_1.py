@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 
 import pytest
 import torch
@@ -100,61 +99,55 @@ def test_lite_checkpoint_matches_its_hashes(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def evidence():
+def evidence(module_monkeypatch):
     """The lite model's answers, probe accuracies and steering effects, measured here from the shipped checkpoint
     with code written for this test (nearest-mean classification, a hook of its own)."""
-    sys.path.insert(0, str(ASSIGNMENT.source_dir))
-    sys.modules.pop("truth_helpers", None)
-    import truth_helpers as th
+    th = import_fresh(module_monkeypatch, ASSIGNMENT.source_dir, "truth_helpers")
 
-    try:
-        torch.manual_seed(0)
-        model = th.load_model("lite")
-        true_id, false_id = th.label_token_ids(model)
-        n_layers = model.cfg.n_layers
-        names = [f"blocks.{l}.hook_resid_post" for l in range(n_layers)]
-        out = {"answers": {}, "probe": {}, "steer": {}, "random": {}, "n_layers": n_layers}
-        gen = torch.Generator().manual_seed(123)
-        for family in th.FAMILIES:
-            data = th.make_dataset(model, family, seed=7)  # other statements than the notebook's where there are more
-            y, rows = data["labels"], torch.arange(len(data["labels"]))
+    torch.manual_seed(0)
+    model = th.load_model("lite")
+    true_id, false_id = th.label_token_ids(model)
+    n_layers = model.cfg.n_layers
+    names = [f"blocks.{l}.hook_resid_post" for l in range(n_layers)]
+    out = {"answers": {}, "probe": {}, "steer": {}, "random": {}, "n_layers": n_layers}
+    gen = torch.Generator().manual_seed(123)
+    for family in th.FAMILIES:
+        data = th.make_dataset(model, family, seed=7)  # other statements than the notebook's where there are more
+        y, rows = data["labels"], torch.arange(len(data["labels"]))
+        with torch.no_grad():
+            logits, cache = model.run_with_cache(data["tokens"], names_filter=lambda n: n in names)
+        diff = logits[rows, data["last_pos"], true_id] - logits[rows, data["last_pos"], false_id]
+        out["answers"][family] = float(((diff > 0).long() == y).float().mean())
+        train, test = th.train_test_split(len(y), 0.3, seed=11)
+        accs, dirs = [], []
+        for name in names:
+            x = cache[name][rows, data["last_pos"]].double()
+            m1, m0 = x[train][y[train] == 1].mean(0), x[train][y[train] == 0].mean(0)
+            pred = ((x[test] - m1).norm(dim=-1) < (x[test] - m0).norm(dim=-1)).long()
+            accs.append(float((pred == y[test]).float().mean()))
+            dirs.append((m1 - m0).float())
+        out["probe"][family] = accs
+        mid = n_layers // 2
+        false_test = test[y[test] == 0]
+        false_test = false_test[diff[false_test] < 0]
+        tokens, pos = data["tokens"][false_test], data["last_pos"][false_test]
+        r = torch.arange(len(pos))
+        randoms = torch.randn(8, model.cfg.d_model, generator=gen)
+        randoms = randoms / randoms.norm(dim=-1, keepdim=True) * dirs[mid].norm()
+
+        def flips(vec):
+            def push(act, hook):
+                act = act.clone()
+                act[r, pos] = act[r, pos] + 2.0 * vec
+                return act
+
             with torch.no_grad():
-                logits, cache = model.run_with_cache(data["tokens"], names_filter=lambda n: n in names)
-            diff = logits[rows, data["last_pos"], true_id] - logits[rows, data["last_pos"], false_id]
-            out["answers"][family] = float(((diff > 0).long() == y).float().mean())
-            train, test = th.train_test_split(len(y), 0.3, seed=11)
-            accs, dirs = [], []
-            for name in names:
-                x = cache[name][rows, data["last_pos"]].double()
-                m1, m0 = x[train][y[train] == 1].mean(0), x[train][y[train] == 0].mean(0)
-                pred = ((x[test] - m1).norm(dim=-1) < (x[test] - m0).norm(dim=-1)).long()
-                accs.append(float((pred == y[test]).float().mean()))
-                dirs.append((m1 - m0).float())
-            out["probe"][family] = accs
-            mid = n_layers // 2
-            false_test = test[y[test] == 0]
-            false_test = false_test[diff[false_test] < 0]
-            tokens, pos = data["tokens"][false_test], data["last_pos"][false_test]
-            r = torch.arange(len(pos))
-            randoms = torch.randn(8, model.cfg.d_model, generator=gen)
-            randoms = randoms / randoms.norm(dim=-1, keepdim=True) * dirs[mid].norm()
+                steered = model.run_with_hooks(tokens, fwd_hooks=[(names[mid], push)])
+            return float(((steered[r, pos, true_id] - steered[r, pos, false_id]) > 0).float().mean())
 
-            def flips(vec):
-                def push(act, hook):
-                    act = act.clone()
-                    act[r, pos] = act[r, pos] + 2.0 * vec
-                    return act
-
-                with torch.no_grad():
-                    steered = model.run_with_hooks(tokens, fwd_hooks=[(names[mid], push)])
-                return float(((steered[r, pos, true_id] - steered[r, pos, false_id]) > 0).float().mean())
-
-            out["steer"][family] = flips(dirs[mid])
-            out["random"][family] = sum(flips(v) for v in randoms) / len(randoms)
-        return out
-    finally:
-        sys.path.remove(str(ASSIGNMENT.source_dir))
-        sys.modules.pop("truth_helpers", None)
+        out["steer"][family] = flips(dirs[mid])
+        out["random"][family] = sum(flips(v) for v in randoms) / len(randoms)
+    return out
 
 
 def test_lite_model_answers_the_questions(evidence):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 
 import pytest
 import torch
@@ -65,24 +64,13 @@ def test_lite_model_loads_under_nnsight_and_matches_transformers(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def evidence():
+def evidence(module_monkeypatch):
     """The evidence, measured now from the shipped checkpoint by the training script's own measure() (plain
     nnsight code, not the notebook's solutions)."""
-    sys.path.insert(0, str(ASSIGNMENT.source_dir))
-    sys.path.insert(0, str(ASSIGNMENT.source_dir / "assets"))
-    sys.modules.pop("fv_helpers", None)
-    sys.modules.pop("train_lite", None)
-    try:
-        import fv_helpers as fh
-        import train_lite
-
-        torch.set_num_threads(1)
-        return train_lite.measure(fh.load_model("lite"))
-    finally:
-        sys.path.remove(str(ASSIGNMENT.source_dir))
-        sys.path.remove(str(ASSIGNMENT.source_dir / "assets"))
-        sys.modules.pop("fv_helpers", None)
-        sys.modules.pop("train_lite", None)
+    fh = import_fresh(module_monkeypatch, ASSIGNMENT.source_dir, "fv_helpers")
+    train_lite = import_fresh(module_monkeypatch, ASSIGNMENT.source_dir / "assets", "train_lite")
+    torch.set_num_threads(1)
+    return train_lite.measure(fh.load_model("lite"))
 
 
 def test_the_model_learns_in_context(evidence):
@@ -137,11 +125,7 @@ def test_a_few_heads_carry_the_task(evidence):
 
 def test_recorded_evidence_is_this_checkpoints(evidence):
     """training_info.json's numbers are the ones measured now, and the notebook's header table states them."""
-    sys.path.insert(0, str(ASSIGNMENT.source_dir))
-    try:
-        recorded = json.loads((ASSIGNMENT.source_dir / "assets" / "lite" / "training_info.json").read_text())["evidence"]
-    finally:
-        sys.path.remove(str(ASSIGNMENT.source_dir))
+    recorded = json.loads((ASSIGNMENT.source_dir / "assets" / "lite" / "training_info.json").read_text())["evidence"]
     assert recorded["top_heads"] == evidence["top_heads"]
     for key in ("shuffled_accuracy", "zero_shot", "with_function_vector", "with_random_vector", "with_mean_resid"):
         for task, value in recorded[key].items():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -66,83 +65,77 @@ def test_sae_is_saved_in_saelens_format_and_loads_with_load_from_disk(monkeypatc
 
 
 @pytest.fixture(scope="module")
-def evidence():
+def evidence(module_monkeypatch):
     """The SAE's evidence, measured here from the shipped checkpoint with code written for this test (the SAE by
     its formulas, splicing by a hook of its own) on other statements than the notebook's where there are more."""
-    sys.path.insert(0, str(ASSIGNMENT.source_dir))
-    sys.modules.pop("sae_helpers", None)
-    import sae_helpers as sh
+    sh = import_fresh(module_monkeypatch, ASSIGNMENT.source_dir, "sae_helpers")
 
-    try:
-        model, sae = sh.load_model("lite"), sh.load_sae("lite")
-        hook = sae.cfg.metadata.hook_name
-        d = sh.make_dataset(model, seed=7)
-        m = d["mask"]
-        W_enc, b_enc, W_dec, b_dec = (t.detach().double() for t in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec))
+    model, sae = sh.load_model("lite"), sh.load_sae("lite")
+    hook = sae.cfg.metadata.hook_name
+    d = sh.make_dataset(model, seed=7)
+    m = d["mask"]
+    W_enc, b_enc, W_dec, b_dec = (t.detach().double() for t in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec))
 
-        def encode(a):
-            return torch.relu((a.double() - b_dec) @ W_enc + b_enc)
+    def encode(a):
+        return torch.relu((a.double() - b_dec) @ W_enc + b_enc)
 
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(d["tokens"], names_filter=hook)
+        x = cache[hook].double()
+        f = encode(x)
+        x_hat = f @ W_dec + b_dec
+        xs, rs, fs = x[m], x_hat[m], f[m]
+        rows = torch.arange(len(d["labels"]))
+
+        def loss_and_accuracy(out):
+            answer = out[rows, d["last_pos"]].double().log_softmax(-1)
+            loss = -answer[rows, d["answers"]].mean()
+            true_id, false_id = sh.label_token_ids(model)
+            correct = ((answer[:, true_id] > answer[:, false_id]).long() == d["labels"]).double().mean()
+            return float(loss), float(correct)
+
+        spliced = model.run_with_hooks(d["tokens"], fwd_hooks=[(hook, lambda a, hook: (encode(a) @ W_dec + b_dec).to(a.dtype))])
+        zeroed = model.run_with_hooks(d["tokens"], fwd_hooks=[(hook, lambda a, hook: a * 0)])
+    out = {
+        "l0": float((fs > 0).double().sum(-1).mean()),
+        "fve": float(1 - ((xs - rs) ** 2).sum() / ((xs - xs.mean(0)) ** 2).sum()),
+        "clean": loss_and_accuracy(logits), "sae": loss_and_accuracy(spliced), "zero": loss_and_accuracy(zeroed),
+        "dead": int(((fs > 0).double().mean(0) == 0).sum()), "d_sae": sae.cfg.d_sae, "features": {},
+    }
+    for name, words in [("not", ["not"]), ("city", sh.TOKEN_CLASSES["city"]), ("france", ["france"]),
+                        ("number word", sh.NUMBER_WORDS)]:
+        is_class = sh.token_class_mask(model, d["tokens"], words)[m]
+        firing = fs > 0
+        on, off = firing[is_class].double().mean(0), firing[~is_class].double().mean(0)
+        best = int((fs[is_class].mean(0) - fs[~is_class].mean(0)).argmax())  # the most selective feature
+        out["features"][name] = {"feature": best, "on": float(on[best]), "off": float(off[best]),
+                                 "n_specific": int(((on >= 0.03) & (off <= 0.003)).sum())}
+    # steering, on the notebook's statements (seed 0): find the France feature as the notebook does (largest mean
+    # activation on "france" tokens minus elsewhere), add 20 times its decoder row at every position to the true
+    # statements about cities outside France; against 16 random features (unit decoder rows, like every feature's)
+    d0 = sh.make_dataset(model)
+    with torch.no_grad():
+        _, c0 = model.run_with_cache(d0["tokens"], names_filter=hook)
+    f0 = encode(c0[hook])[d0["mask"]]
+    is_fr = sh.token_class_mask(model, d0["tokens"], ["france"])[d0["mask"]]
+    france = int((f0[is_fr].mean(0) - f0[~is_fr].mean(0)).argmax())
+    french = {c.lower() for c in sh.CITIES["France"]}
+    keep = [i for i, (fam, y, s) in enumerate(zip(d0["family"], d0["labels"].tolist(), d0["statements"]))
+            if fam == "city" and y == 1 and s.split()[0].lower() not in french]
+    toks, last = d0["tokens"][keep], d0["last_pos"][keep]
+    r = torch.arange(len(keep))
+    true_id, false_id = sh.label_token_ids(model)
+
+    def steered(feature, alpha=20.0):
+        vec = alpha * sae.W_dec[feature].detach()
         with torch.no_grad():
-            logits, cache = model.run_with_cache(d["tokens"], names_filter=hook)
-            x = cache[hook].double()
-            f = encode(x)
-            x_hat = f @ W_dec + b_dec
-            xs, rs, fs = x[m], x_hat[m], f[m]
-            rows = torch.arange(len(d["labels"]))
+            lg = model.run_with_hooks(toks, fwd_hooks=[(hook, lambda a, hook: a + vec)])
+        return float((lg[r, last, true_id] - lg[r, last, false_id]).mean())
 
-            def loss_and_accuracy(out):
-                answer = out[rows, d["last_pos"]].double().log_softmax(-1)
-                loss = -answer[rows, d["answers"]].mean()
-                true_id, false_id = sh.label_token_ids(model)
-                correct = ((answer[:, true_id] > answer[:, false_id]).long() == d["labels"]).double().mean()
-                return float(loss), float(correct)
-
-            spliced = model.run_with_hooks(d["tokens"], fwd_hooks=[(hook, lambda a, hook: (encode(a) @ W_dec + b_dec).to(a.dtype))])
-            zeroed = model.run_with_hooks(d["tokens"], fwd_hooks=[(hook, lambda a, hook: a * 0)])
-        out = {
-            "l0": float((fs > 0).double().sum(-1).mean()),
-            "fve": float(1 - ((xs - rs) ** 2).sum() / ((xs - xs.mean(0)) ** 2).sum()),
-            "clean": loss_and_accuracy(logits), "sae": loss_and_accuracy(spliced), "zero": loss_and_accuracy(zeroed),
-            "dead": int(((fs > 0).double().mean(0) == 0).sum()), "d_sae": sae.cfg.d_sae, "features": {},
-        }
-        for name, words in [("not", ["not"]), ("city", sh.TOKEN_CLASSES["city"]), ("france", ["france"]),
-                            ("number word", sh.NUMBER_WORDS)]:
-            is_class = sh.token_class_mask(model, d["tokens"], words)[m]
-            firing = fs > 0
-            on, off = firing[is_class].double().mean(0), firing[~is_class].double().mean(0)
-            best = int((fs[is_class].mean(0) - fs[~is_class].mean(0)).argmax())  # the most selective feature
-            out["features"][name] = {"feature": best, "on": float(on[best]), "off": float(off[best]),
-                                     "n_specific": int(((on >= 0.03) & (off <= 0.003)).sum())}
-        # steering, on the notebook's statements (seed 0): find the France feature as the notebook does (largest mean
-        # activation on "france" tokens minus elsewhere), add 20 times its decoder row at every position to the true
-        # statements about cities outside France; against 16 random features (unit decoder rows, like every feature's)
-        d0 = sh.make_dataset(model)
-        with torch.no_grad():
-            _, c0 = model.run_with_cache(d0["tokens"], names_filter=hook)
-        f0 = encode(c0[hook])[d0["mask"]]
-        is_fr = sh.token_class_mask(model, d0["tokens"], ["france"])[d0["mask"]]
-        france = int((f0[is_fr].mean(0) - f0[~is_fr].mean(0)).argmax())
-        french = {c.lower() for c in sh.CITIES["France"]}
-        keep = [i for i, (fam, y, s) in enumerate(zip(d0["family"], d0["labels"].tolist(), d0["statements"]))
-                if fam == "city" and y == 1 and s.split()[0].lower() not in french]
-        toks, last = d0["tokens"][keep], d0["last_pos"][keep]
-        r = torch.arange(len(keep))
-        true_id, false_id = sh.label_token_ids(model)
-
-        def steered(feature, alpha=20.0):
-            vec = alpha * sae.W_dec[feature].detach()
-            with torch.no_grad():
-                lg = model.run_with_hooks(toks, fwd_hooks=[(hook, lambda a, hook: a + vec)])
-            return float((lg[r, last, true_id] - lg[r, last, false_id]).mean())
-
-        randoms = torch.randint(sae.cfg.d_sae, (16,), generator=torch.Generator().manual_seed(5)).tolist()
-        out["steer"] = {"france": steered(france), "random": [steered(f) for f in randoms],
-                        "none": steered(france, 0.0)}
-        return out
-    finally:
-        sys.path.remove(str(ASSIGNMENT.source_dir))
-        sys.modules.pop("sae_helpers", None)
+    randoms = torch.randint(sae.cfg.d_sae, (16,), generator=torch.Generator().manual_seed(5)).tolist()
+    out["steer"] = {"france": steered(france), "random": [steered(f) for f in randoms],
+                    "none": steered(france, 0.0)}
+    return out
 
 
 def test_sae_is_sparse_and_reconstructs(evidence):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 
 import pytest
 import torch
@@ -83,89 +82,83 @@ def test_lite_checkpoint_matches_its_hashes(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def evidence():
+def evidence(module_monkeypatch):
     """Measured here from the shipped checkpoint on prompts of another seed than the notebook's and the training
     script's, with hooks of this test's own."""
-    sys.path.insert(0, str(ASSIGNMENT.source_dir))
-    sys.modules.pop("ioi_helpers", None)
-    import ioi_helpers as ih
+    ih = import_fresh(module_monkeypatch, ASSIGNMENT.source_dir, "ioi_helpers")
 
-    try:
-        torch.manual_seed(0)
-        model = ih.load_model("lite")
-        d = ih.make_dataset(model, 200, seed=17)
-        L, H = model.cfg.n_layers, model.cfg.n_heads
-        rows = torch.arange(200)
+    torch.manual_seed(0)
+    model = ih.load_model("lite")
+    d = ih.make_dataset(model, 200, seed=17)
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    rows = torch.arange(200)
 
-        def ld(logits):
-            return logits[rows, -1, d["io_tok"]] - logits[rows, -1, d["s_tok"]]
+    def ld(logits):
+        return logits[rows, -1, d["io_tok"]] - logits[rows, -1, d["s_tok"]]
 
-        with torch.no_grad():
-            clean_logits, clean = model.run_with_cache(d["tokens"])
-            corrupt_logits, corrupt = model.run_with_cache(d["corrupt_tokens"])
-        c, k = ld(clean_logits), ld(corrupt_logits)
-        out = {"clean": c, "corrupt": k, "L": L, "H": H}
-        # each head's clean output restored in the corrupted run
-        restore = torch.zeros(L, H)
-        for l in range(L):
-            for h in range(H):
-                def put(z, hook, h=h):
-                    z = z.clone()
-                    z[:, :, h] = clean[hook.name][:, :, h]
-                    return z
-
-                with torch.no_grad():
-                    restore[l, h] = (ld(model.run_with_hooks(d["corrupt_tokens"], fwd_hooks=[(f"blocks.{l}.attn.hook_z", put)])).mean()
-                                     - k.mean()) / (c.mean() - k.mean())
-        out["restore"] = restore
-        # direct effect of each head: its output at END, through the final LayerNorm, on the IO - S unembedding
-        direct = torch.zeros(L, H)
-        u = (model.W_U[:, d["io_tok"]] - model.W_U[:, d["s_tok"]]).T
-        for l in range(L):
-            for h in range(H):
-                w = clean[f"blocks.{l}.attn.hook_z"][:, -1, h] @ model.W_O[l, h]
-                direct[l, h] = ((w / clean["ln_final.hook_scale"][:, -1]) * u).sum(-1).mean()
-        out["direct"] = direct
-        last = model.cfg.n_layers - 1
-        out["to_io"], out["to_s"] = {}, {}
-        for l in range(L):
-            for h in range(H):
-                w = (clean[f"blocks.{l}.attn.hook_z"][:, -1, h] @ model.W_O[l, h]) / clean["ln_final.hook_scale"][:, -1]
-                out["to_io"][(l, h)] = float((w * model.W_U[:, d["io_tok"]].T).sum(-1).mean())
-                out["to_s"][(l, h)] = float((w * model.W_U[:, d["s_tok"]].T).sum(-1).mean())
-        assert last >= 1
-        pats = torch.stack([clean[f"blocks.{l}.attn.hook_pattern"] for l in range(L)])  # (L, b, H, q, k)
-        out["end_io"] = torch.stack([pats[l][rows, :, 14, d["io_pos"]].mean(0) for l in range(L)])  # (L, H)
-        out["end_s1"] = torch.stack([pats[l][rows, :, 14, d["s1_pos"]].mean(0) for l in range(L)])
-        out["end_s2"] = pats[:, :, :, 14, 10].mean(1)
-        out["s2_s1"] = torch.stack([pats[l][rows, :, 10, d["s1_pos"]].mean(0) for l in range(L)])
-
-        # mean ablation of every head outside a set (means over the corrupted prompts, per position)
-        means = [corrupt[f"blocks.{l}.attn.hook_z"].mean(0) for l in range(L)]
-
-        def kept(heads):
-            def ablate(z, hook):
-                l = int(hook.name.split(".")[1])
+    with torch.no_grad():
+        clean_logits, clean = model.run_with_cache(d["tokens"])
+        corrupt_logits, corrupt = model.run_with_cache(d["corrupt_tokens"])
+    c, k = ld(clean_logits), ld(corrupt_logits)
+    out = {"clean": c, "corrupt": k, "L": L, "H": H}
+    # each head's clean output restored in the corrupted run
+    restore = torch.zeros(L, H)
+    for l in range(L):
+        for h in range(H):
+            def put(z, hook, h=h):
                 z = z.clone()
-                for h in range(H):
-                    if (l, h) not in heads:
-                        z[:, :, h] = means[l][:, h]
+                z[:, :, h] = clean[hook.name][:, :, h]
                 return z
 
             with torch.no_grad():
-                got = ld(model.run_with_hooks(d["tokens"], fwd_hooks=[(f"blocks.{l}.attn.hook_z", ablate) for l in range(L)]))
-            return float(got.mean() / c.mean())
+                restore[l, h] = (ld(model.run_with_hooks(d["corrupt_tokens"], fwd_hooks=[(f"blocks.{l}.attn.hook_z", put)])).mean()
+                                 - k.mean()) / (c.mean() - k.mean())
+    out["restore"] = restore
+    # direct effect of each head: its output at END, through the final LayerNorm, on the IO - S unembedding
+    direct = torch.zeros(L, H)
+    u = (model.W_U[:, d["io_tok"]] - model.W_U[:, d["s_tok"]]).T
+    for l in range(L):
+        for h in range(H):
+            w = clean[f"blocks.{l}.attn.hook_z"][:, -1, h] @ model.W_O[l, h]
+            direct[l, h] = ((w / clean["ln_final.hook_scale"][:, -1]) * u).sum(-1).mean()
+    out["direct"] = direct
+    last = model.cfg.n_layers - 1
+    out["to_io"], out["to_s"] = {}, {}
+    for l in range(L):
+        for h in range(H):
+            w = (clean[f"blocks.{l}.attn.hook_z"][:, -1, h] @ model.W_O[l, h]) / clean["ln_final.hook_scale"][:, -1]
+            out["to_io"][(l, h)] = float((w * model.W_U[:, d["io_tok"]].T).sum(-1).mean())
+            out["to_s"][(l, h)] = float((w * model.W_U[:, d["s_tok"]].T).sum(-1).mean())
+    assert last >= 1
+    pats = torch.stack([clean[f"blocks.{l}.attn.hook_pattern"] for l in range(L)])  # (L, b, H, q, k)
+    out["end_io"] = torch.stack([pats[l][rows, :, 14, d["io_pos"]].mean(0) for l in range(L)])  # (L, H)
+    out["end_s1"] = torch.stack([pats[l][rows, :, 14, d["s1_pos"]].mean(0) for l in range(L)])
+    out["end_s2"] = pats[:, :, :, 14, 10].mean(1)
+    out["s2_s1"] = torch.stack([pats[l][rows, :, 10, d["s1_pos"]].mean(0) for l in range(L)])
 
-        heads = [(l, h) for l in range(L) for h in range(H)]
-        circuit = sorted(heads, key=lambda lh: -abs(float(restore[lh])))[:4]
-        g = torch.Generator().manual_seed(5)
-        out["circuit"] = circuit
-        out["circuit_kept"] = kept(set(circuit))
-        out["random_kept"] = [kept({heads[i] for i in torch.randperm(len(heads), generator=g)[:4].tolist()}) for _ in range(20)]
-        return out
-    finally:
-        sys.path.remove(str(ASSIGNMENT.source_dir))
-        sys.modules.pop("ioi_helpers", None)
+    # mean ablation of every head outside a set (means over the corrupted prompts, per position)
+    means = [corrupt[f"blocks.{l}.attn.hook_z"].mean(0) for l in range(L)]
+
+    def kept(heads):
+        def ablate(z, hook):
+            l = int(hook.name.split(".")[1])
+            z = z.clone()
+            for h in range(H):
+                if (l, h) not in heads:
+                    z[:, :, h] = means[l][:, h]
+            return z
+
+        with torch.no_grad():
+            got = ld(model.run_with_hooks(d["tokens"], fwd_hooks=[(f"blocks.{l}.attn.hook_z", ablate) for l in range(L)]))
+        return float(got.mean() / c.mean())
+
+    heads = [(l, h) for l in range(L) for h in range(H)]
+    circuit = sorted(heads, key=lambda lh: -abs(float(restore[lh])))[:4]
+    g = torch.Generator().manual_seed(5)
+    out["circuit"] = circuit
+    out["circuit_kept"] = kept(set(circuit))
+    out["random_kept"] = [kept({heads[i] for i in torch.randperm(len(heads), generator=g)[:4].tolist()}) for _ in range(20)]
+    return out
 
 
 def test_lite_model_does_ioi_on_held_out_templates(evidence):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -78,91 +77,85 @@ def test_transcoder_is_saved_in_saelens_format(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def evidence():
+def evidence(module_monkeypatch):
     """Measured here from the shipped files with code written for this test (the transcoder by its formulas, the
     splice and the ablations by hooks of its own, attribution through the gradient at the residual stream), on other
     statements (seed 5) than the notebook's."""
-    sys.path.insert(0, str(ASSIGNMENT.source_dir))
-    sys.modules.pop("circuit_helpers", None)
-    import circuit_helpers as ch
+    ch = import_fresh(module_monkeypatch, ASSIGNMENT.source_dir, "circuit_helpers")
 
-    try:
-        torch.manual_seed(0)
-        model, tc, sae = ch.load_lite_circuit()
-        d = ch.make_dataset(model, seed=5)
-        m, tokens, last = d["mask"], d["tokens"], d["last_pos"]
-        hin, hout = "blocks.0.ln2.hook_normalized", "blocks.0.hook_mlp_out"
-        W_enc, b_enc, W_dec, b_dec = (t.detach().double() for t in (tc.W_enc, tc.b_enc, tc.W_dec, tc.b_dec))
+    torch.manual_seed(0)
+    model, tc, sae = ch.load_lite_circuit()
+    d = ch.make_dataset(model, seed=5)
+    m, tokens, last = d["mask"], d["tokens"], d["last_pos"]
+    hin, hout = "blocks.0.ln2.hook_normalized", "blocks.0.hook_mlp_out"
+    W_enc, b_enc, W_dec, b_dec = (t.detach().double() for t in (tc.W_enc, tc.b_enc, tc.W_dec, tc.b_dec))
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(tokens, names_filter=[hin, hout])
+        x, y = cache[hin].double(), cache[hout].double()
+        f = torch.relu(x @ W_enc + b_enc)
+        y_hat = f @ W_dec + b_dec
+        ys, rs = y[m], y_hat[m]
+        mean_out = ys.mean(0).float()
+        store = {}
+
+        def keep_in(a, hook):
+            store["x"] = a
+
+        def replace(a, hook):
+            return (torch.relu(store["x"].double() @ W_enc + b_enc) @ W_dec + b_dec).float()
+
+        runs = {
+            "clean": logits,
+            "transcoder": model.run_with_hooks(tokens, fwd_hooks=[(hin, keep_in), (hout, replace)]),
+            "zero": model.run_with_hooks(tokens, fwd_hooks=[(hout, lambda a, hook: a * 0)]),
+            "mean": model.run_with_hooks(tokens, fwd_hooks=[(hout, lambda a, hook: a * 0 + mean_out)]),
+        }
+    rows = torch.arange(len(d["labels"]))
+    true_id, false_id = ch.label_token_ids(model)
+    out = {"l0": float((f[m] > 0).double().sum(-1).mean()),
+           "fve": float(1 - ((ys - rs) ** 2).sum() / ((ys - ys.mean(0)) ** 2).sum()),
+           "dead": int(((f[m] > 0).double().mean(0) == 0).sum())}
+    for name, lg in runs.items():
+        lp = lg[rows, last].double().log_softmax(-1)
+        out[name] = (float(-lp[rows, d["answers"]].mean()),
+                     float(((lp[:, true_id] > lp[:, false_id]).long() == d["labels"]).double().mean()))
+
+    # attribution: gradient of the summed logit difference at the residual stream (blocks.2.hook_resid_pre),
+    # projected on each feature's decoder row, times the feature's activation
+    hook = sae.cfg.metadata.hook_name
+    with torch.no_grad():
+        _, c2 = model.run_with_cache(tokens, names_filter=hook)
+    resid = c2[hook].clone().requires_grad_(True)
+    with torch.enable_grad():
+        lg = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: resid)])
+        (lg[rows, last, true_id] - lg[rows, last, false_id]).sum().backward()
+    with torch.no_grad():
+        feats = sae.encode(c2[hook]) * m[..., None]
+        attr = feats * (resid.grad @ sae.W_dec.T)
+    k = 5
+    n, seq, d_sae = attr.shape
+    top = attr.abs().reshape(n, -1).topk(k, dim=1).indices
+    gen = torch.Generator().manual_seed(1)
+    rand = []
+    for i in range(n):
+        active = torch.nonzero(feats[i].reshape(-1) > 0).flatten()
+        rand.append(active[torch.randperm(len(active), generator=gen)[:k]])
+    rand = torch.stack(rand)
+
+    def ablated(chosen):
+        remove = torch.zeros(n, seq * d_sae)
+        remove.scatter_(1, chosen, 1.0)
+        remove = remove.reshape(n, seq, d_sae)
         with torch.no_grad():
-            logits, cache = model.run_with_cache(tokens, names_filter=[hin, hout])
-            x, y = cache[hin].double(), cache[hout].double()
-            f = torch.relu(x @ W_enc + b_enc)
-            y_hat = f @ W_dec + b_dec
-            ys, rs = y[m], y_hat[m]
-            mean_out = ys.mean(0).float()
-            store = {}
+            lg = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: a - (feats * remove) @ sae.W_dec)])
+        return lg[rows, last, true_id] - lg[rows, last, false_id]
 
-            def keep_in(a, hook):
-                store["x"] = a
-
-            def replace(a, hook):
-                return (torch.relu(store["x"].double() @ W_enc + b_enc) @ W_dec + b_dec).float()
-
-            runs = {
-                "clean": logits,
-                "transcoder": model.run_with_hooks(tokens, fwd_hooks=[(hin, keep_in), (hout, replace)]),
-                "zero": model.run_with_hooks(tokens, fwd_hooks=[(hout, lambda a, hook: a * 0)]),
-                "mean": model.run_with_hooks(tokens, fwd_hooks=[(hout, lambda a, hook: a * 0 + mean_out)]),
-            }
-        rows = torch.arange(len(d["labels"]))
-        true_id, false_id = ch.label_token_ids(model)
-        out = {"l0": float((f[m] > 0).double().sum(-1).mean()),
-               "fve": float(1 - ((ys - rs) ** 2).sum() / ((ys - ys.mean(0)) ** 2).sum()),
-               "dead": int(((f[m] > 0).double().mean(0) == 0).sum())}
-        for name, lg in runs.items():
-            lp = lg[rows, last].double().log_softmax(-1)
-            out[name] = (float(-lp[rows, d["answers"]].mean()),
-                         float(((lp[:, true_id] > lp[:, false_id]).long() == d["labels"]).double().mean()))
-
-        # attribution: gradient of the summed logit difference at the residual stream (blocks.2.hook_resid_pre),
-        # projected on each feature's decoder row, times the feature's activation
-        hook = sae.cfg.metadata.hook_name
-        with torch.no_grad():
-            _, c2 = model.run_with_cache(tokens, names_filter=hook)
-        resid = c2[hook].clone().requires_grad_(True)
-        with torch.enable_grad():
-            lg = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: resid)])
-            (lg[rows, last, true_id] - lg[rows, last, false_id]).sum().backward()
-        with torch.no_grad():
-            feats = sae.encode(c2[hook]) * m[..., None]
-            attr = feats * (resid.grad @ sae.W_dec.T)
-        k = 5
-        n, seq, d_sae = attr.shape
-        top = attr.abs().reshape(n, -1).topk(k, dim=1).indices
-        gen = torch.Generator().manual_seed(1)
-        rand = []
-        for i in range(n):
-            active = torch.nonzero(feats[i].reshape(-1) > 0).flatten()
-            rand.append(active[torch.randperm(len(active), generator=gen)[:k]])
-        rand = torch.stack(rand)
-
-        def ablated(chosen):
-            remove = torch.zeros(n, seq * d_sae)
-            remove.scatter_(1, chosen, 1.0)
-            remove = remove.reshape(n, seq, d_sae)
-            with torch.no_grad():
-                lg = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: a - (feats * remove) @ sae.W_dec)])
-            return lg[rows, last, true_id] - lg[rows, last, false_id]
-
-        clean_ld = logits[rows, last, true_id] - logits[rows, last, false_id]
-        out["ablation"] = {"clean": float(clean_ld.abs().mean()),
-                           "top": float((ablated(top) - clean_ld).abs().mean()),
-                           "random": float((ablated(rand) - clean_ld).abs().mean()),
-                           "top_beats_random": float(((ablated(top) - clean_ld).abs() > (ablated(rand) - clean_ld).abs()).double().mean())}
-        return out
-    finally:
-        sys.path.remove(str(ASSIGNMENT.source_dir))
-        sys.modules.pop("circuit_helpers", None)
+    clean_ld = logits[rows, last, true_id] - logits[rows, last, false_id]
+    out["ablation"] = {"clean": float(clean_ld.abs().mean()),
+                       "top": float((ablated(top) - clean_ld).abs().mean()),
+                       "random": float((ablated(rand) - clean_ld).abs().mean()),
+                       "top_beats_random": float(((ablated(top) - clean_ld).abs() > (ablated(rand) - clean_ld).abs()).double().mean())}
+    return out
 
 
 def test_transcoder_is_sparse_and_predicts_the_mlp(evidence):

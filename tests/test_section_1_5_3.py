@@ -7,7 +7,6 @@ predicts legal moves and holds a linearly readable board."""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -167,53 +166,47 @@ def test_full_profile_loads_through_the_same_code_path(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def lite_measurements():
+def lite_measurements(module_monkeypatch):
     """Legal-move accuracy and probe accuracy of the lite model on fresh games, measured here."""
     import torch
 
-    sys.path.insert(0, str(ASSIGNMENT.source_dir))
-    sys.modules.pop("othello_helpers", None)
-    import othello_helpers as oh
+    oh = import_fresh(module_monkeypatch, ASSIGNMENT.source_dir, "othello_helpers")
 
-    try:
-        torch.manual_seed(0)
-        model = oh.load_model("lite")
-        squares, boards = oh.random_games(200, seed=98765)
-        tokens = oh.squares_to_tokens(squares)[:, :59]
-        legal = oh.legal_token_masks(boards)[:, :59]
-        states = oh.relative_states(boards)[:, :59]
-        probes = oh.load_layer_probes("lite")
-        names = {-1: "blocks.0.hook_resid_pre", **{l: f"blocks.{l}.hook_resid_post" for l in range(model.cfg.n_layers)}}
-        with torch.no_grad():
-            logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names.values())
-        logits[..., 0] = -torch.inf
-        top1 = legal.gather(-1, logits.argmax(-1, keepdim=True))[..., 0].float().mean()
-        n_empty = (torch.as_tensor(boards[:, :59]) == 0).sum(-1)
-        out = dict(
-            top1=float(top1),
-            uniform_60=float((legal.sum(-1) / 60).float().mean()),
-            uniform_empty=float((legal.sum(-1) / n_empty).float().mean()),
-            probes={},
-        )
-        # majority-class baselines from other games (per position and square)
-        _, b2 = oh.random_games(300, seed=4321)
-        s2 = oh.relative_states(b2)[:, :59]
-        counts = torch.nn.functional.one_hot(s2, 3).sum(0)
-        majority = counts.argmax(-1)
-        occupied = states != 0
-        out["majority"] = float((states == majority).float().mean())
-        mt_majority = counts[..., 1:].argmax(-1) + 1
-        out["mt_majority"] = float((states == mt_majority.expand_as(states))[occupied].float().mean())
-        for layer, probe in probes.items():
-            pred = torch.einsum("gpd,dijk->gpijk", cache[names[layer]], probe).argmax(-1)
-            out["probes"][layer] = dict(acc=float((pred == states).float().mean()),
-                                        mt=float((pred == states)[occupied].float().mean()))
-        out["probe_layer"] = oh.load_probe("lite")[1]
-        out["info"] = oh.training_info("lite")
-        return out
-    finally:
-        sys.path.remove(str(ASSIGNMENT.source_dir))
-        sys.modules.pop("othello_helpers", None)
+    torch.manual_seed(0)
+    model = oh.load_model("lite")
+    squares, boards = oh.random_games(200, seed=98765)
+    tokens = oh.squares_to_tokens(squares)[:, :59]
+    legal = oh.legal_token_masks(boards)[:, :59]
+    states = oh.relative_states(boards)[:, :59]
+    probes = oh.load_layer_probes("lite")
+    names = {-1: "blocks.0.hook_resid_pre", **{l: f"blocks.{l}.hook_resid_post" for l in range(model.cfg.n_layers)}}
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names.values())
+    logits[..., 0] = -torch.inf
+    top1 = legal.gather(-1, logits.argmax(-1, keepdim=True))[..., 0].float().mean()
+    n_empty = (torch.as_tensor(boards[:, :59]) == 0).sum(-1)
+    out = dict(
+        top1=float(top1),
+        uniform_60=float((legal.sum(-1) / 60).float().mean()),
+        uniform_empty=float((legal.sum(-1) / n_empty).float().mean()),
+        probes={},
+    )
+    # majority-class baselines from other games (per position and square)
+    _, b2 = oh.random_games(300, seed=4321)
+    s2 = oh.relative_states(b2)[:, :59]
+    counts = torch.nn.functional.one_hot(s2, 3).sum(0)
+    majority = counts.argmax(-1)
+    occupied = states != 0
+    out["majority"] = float((states == majority).float().mean())
+    mt_majority = counts[..., 1:].argmax(-1) + 1
+    out["mt_majority"] = float((states == mt_majority.expand_as(states))[occupied].float().mean())
+    for layer, probe in probes.items():
+        pred = torch.einsum("gpd,dijk->gpijk", cache[names[layer]], probe).argmax(-1)
+        out["probes"][layer] = dict(acc=float((pred == states).float().mean()),
+                                    mt=float((pred == states)[occupied].float().mean()))
+    out["probe_layer"] = oh.load_probe("lite")[1]
+    out["info"] = oh.training_info("lite")
+    return out
 
 
 def test_lite_model_predicts_legal_moves(lite_measurements):
