@@ -36,7 +36,7 @@ from autograder.grade.limits import with_overrides
 from autograder.grade.sandbox import SandboxUnavailable
 from autograder.grade.submission import find_submissions, submission_name
 from autograder.grade.results import remove_stale_temporaries, write_json_atomic, write_text_atomic
-from autograder.reports.feedback import feedback_html
+from autograder.reports.feedback import feedback_html, student_results
 from autograder.cohort.collect import counted_submissions, missing_students
 from autograder.cohort.commands import load_course_cohort
 from autograder.cohort.config import CohortError
@@ -314,8 +314,10 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
                 # Written and recorded one by one, so an interruption loses at most the submissions in flight.
                 for one, where in per_student(result, counted.get(result.submission) if cohort else None):
                     with interrupts_deferred():  # each result saved whole, and counted as saved
-                        write_json_atomic(args.out / one.submission / "results.json", one.to_gradescope())
-                        page = feedback_html(one, public_output=one.public_output, **bundle.feedback_options())
+                        shown = bundle.feedback_options()
+                        write_json_atomic(args.out / one.submission / "results.json",
+                                          student_results(one, shown["visible_expected"]))
+                        page = feedback_html(one, public_output=one.public_output, **shown)
                         write_text_atomic(args.out / one.submission / "feedback.html", page)
                         record(engine, one, cohort=cohort_name, **where)
                         results.append(one)

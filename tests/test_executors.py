@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -55,8 +56,13 @@ def grade(toy_layout, batch, out, *extra):
 
 
 @pytest.fixture(scope="module")
-def serial(toy_layout, batch, tmp_path_factory):
-    return grade(toy_layout, batch, tmp_path_factory.mktemp("serial"))
+def serial_out(tmp_path_factory):
+    return tmp_path_factory.mktemp("serial")
+
+
+@pytest.fixture(scope="module")
+def serial(toy_layout, batch, serial_out):
+    return grade(toy_layout, batch, serial_out)
 
 
 def test_serial_batch_scores(serial):
@@ -65,6 +71,20 @@ def test_serial_batch_scores(serial):
     assert [serial[f"blank{i}"][0] for i in range(3)] == [0, 0, 0]
     assert serial["no_dim"][0] == serial["identity"][0] == 6
     assert serial["crash"][0] == serial["garbage"][0] == 0
+
+
+def test_results_json_hides_the_reference_values_the_gradebook_keeps(serial, serial_out):
+    """results.json is in the format Gradescope shows students: like feedback.html, it must not quote the
+    reference's values. The gradebook, which only instructors read, keeps the checks' messages whole."""
+    with open_gradebook(str(serial_out / "book.sqlite")).connect() as db:
+        whole = db.execute(text("select t.output from test_results t join submissions s on s.id = t.submission_id "
+                                "where s.submission = 'no_dim' and t.status = 'failed'")).scalars().all()
+    quoted = {m.group(1) for output in whole for m in re.finditer(r"expected (-?[0-9][0-9.e+-]*)", output)}
+    assert quoted, whole  # the checks do quote the reference (an instructor debugging a test needs it)
+    shown = [t["output"] for t in json.loads((serial_out / "no_dim" / "results.json").read_text())["tests"]
+             if t["status"] == "failed"]
+    assert len(shown) == len(whole) and all("expected (hidden)" in output for output in shown), shown
+    assert not any(f"expected {value}" in output for value in quoted for output in shown), shown
 
 
 @pytest.mark.slow

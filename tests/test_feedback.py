@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from autograder.checks import CheckFailed, assert_close, assert_equal, check_is_tensor
-from autograder.reports.feedback import HIDDEN, feedback_html, student_facing
+from autograder.reports.feedback import HIDDEN, feedback_html, student_facing, student_results
 from autograder.grade.results import ExerciseResult, SubmissionResult
 from autograder.grade.results import TestOutcome as Outcome  # not "Test*": pytest would try to collect it
 
@@ -69,6 +69,15 @@ def test_instructor_can_make_an_exercise_expected_values_visible():
     result = result_with({"softmax": [(False, wrong)], "scale": [(False, wrong)]})
     page = feedback_html(result, visible_expected={"softmax"})
     assert page.count("expected 0.25") == 1 and page.count(f"expected {HIDDEN}") == 1
+
+
+def test_results_json_says_what_the_page_says():
+    wrong = failure_of(assert_close, torch.tensor([0.5, 0.7]), torch.tensor([0.5, 0.25]))
+    result = result_with({"softmax": [(False, wrong)], "scale": [(False, wrong)]})
+    tests = {t["extra_data"]["exercise"]: t["output"] for t in student_results(result, {"softmax"})["tests"]}
+    assert "expected 0.25" in tests["softmax"] and "0.25" not in tests["scale"]
+    assert tests["scale"] == student_facing(wrong)
+    assert result.exercise("scale").tests[0].output == wrong  # the result itself (the gradebook's copy) is whole
 
 
 def test_student_controlled_text_is_escaped():

@@ -22,7 +22,7 @@ from autograder.authoring.assignment import find_assignment
 from autograder.build import ensure_bundle
 from autograder.cohort.commands import load_course_cohort
 from autograder.cohort.late import late_penalty
-from autograder.reports.feedback import feedback_html
+from autograder.reports.feedback import feedback_html, student_results
 from autograder.grade.bundle import load_bundle
 from autograder.grade.executors import GraderSpec, make_executor
 from autograder.grade.regrade import grade_change, merged, recorded_result, stale_exercises
@@ -105,8 +105,9 @@ def cmd_regrade(args: argparse.Namespace, layout: CourseLayout) -> int:
     for row, _, after in planned:
         lateness = late_penalty(row.submitted_at, due, cohort.late_policy,
                                 cohort.extension_due(row.student, assignment.id)) if row.submitted_at else None
-        write_json_atomic(out / after.submission / "results.json", after.to_gradescope())
-        write_text_atomic(out / after.submission / "feedback.html", feedback_html(after, public_output=after.public_output, **bundle.feedback_options()))
+        shown = bundle.feedback_options()
+        write_json_atomic(out / after.submission / "results.json", student_results(after, shown["visible_expected"]))
+        write_text_atomic(out / after.submission / "feedback.html", feedback_html(after, public_output=after.public_output, **shown))
         record(engine, after, cohort=cohort.name, student=row.student, submitted_at=row.submitted_at,
                late_penalty=round(after.score * lateness.fraction, 6) if lateness else 0.0)
     console.print(f"recorded {len(planned)} regraded submission(s); {len(changes)} changed")

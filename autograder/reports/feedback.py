@@ -64,6 +64,18 @@ def student_facing(message: str, *, show_expected: bool = False) -> str:
     return message
 
 
+def student_results(result: SubmissionResult, visible_expected: Collection[str] = ()) -> dict:
+    """``results.json`` (Gradescope's schema) as a student may see it: each test's feedback as on the page.
+
+    The file sits beside ``feedback.html`` and is in the format Gradescope shows students, so it must not
+    quote the reference's values either. The gradebook keeps every message whole, for instructors.
+    """
+    data = result.to_gradescope()
+    for test in data["tests"]:
+        test["output"] = student_facing(test["output"], show_expected=test["extra_data"]["exercise"] in visible_expected)
+    return data
+
+
 def _grade_class(score: float, max_score: float) -> str:
     return "full" if score >= max_score else ("partial" if score > 0 else "none")
 
