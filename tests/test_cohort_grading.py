@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from autograder.build.samples import reference_submission, with_cell_source
 from autograder.grade.bundle import load_bundle
 from autograder.grade.runner import Grader, run_seed
 from autograder.layout import CourseLayout
+from autograder.reports.feedback import feedback_html
 from conftest import TOY_COURSE, available_sandbox, write_notebook
 
 TOY_SEED = 7  # tests/fixtures/toy_course/source/0.1_toy/assignment.toml
@@ -260,6 +263,60 @@ def test_an_instructor_hint_reaches_the_feedback_page_and_changes_no_fingerprint
                  "--db", str(tmp_path / "book.sqlite"), *sandbox_flags()]) == 0
     page = (tmp_path / "out" / "naive" / "feedback.html").read_text()
     assert "Subtract each row&#x27;s max before exp" in page
+
+
+SCALE_CHECK = """
+
+def _scale(notebook):
+    out = notebook["Scale"](notebook["Config"](width=3))(torch.ones(3))
+    assert torch.equal(out, torch.ones(3)), f"a Scale whose weights are all 1 changes nothing; got {out.tolist()}"
+
+
+CHECKS["scale"] = _scale
+"""
+HANGS_ON_TIES = (  # right on the hidden tests' random inputs; the public check's [1000, 1000] never returns
+    "def softmax(x):\n"
+    "    while bool((x == x.max(dim=-1, keepdim=True).values).sum(dim=-1).max() > 1):\n"
+    "        pass\n"
+    "    return x.exp() / x.exp().sum(dim=-1, keepdim=True)\n"
+)
+HANGS_ALWAYS = "def softmax(x):\n    while True:\n        pass\n"
+WRONG_SCALE = "        return x * self.w\n"
+
+
+def test_a_public_check_that_hangs_costs_only_its_own_output(editable_toy, tmp_path, monkeypatch):
+    """Each exercise's public check runs on its own: softmax's hangs (on an input the hidden tests never use), and
+    scale's output still reaches the student. Where the hidden tests already ran out of time, the check is not run
+    again, and the page says why."""
+    from autograder.grade import runner
+
+    with open(editable_toy.source / "0.1_toy" / "public_tests.py", "a") as checks:
+        checks.write(SCALE_CHECK)
+    build_course(editable_toy)
+    monkeypatch.setattr(runner, "PUBLIC_CHECK_TIMEOUT_S", 3.0)
+    assignment = find_toy(editable_toy)
+    bundle = load_bundle(editable_toy.bundles / assignment.id)
+    reference = reference_submission(assignment)
+    modules = next(c.source for c in reference.cells if c.get("id") == "modules")
+    assert WRONG_SCALE in modules
+    wrong_scale = with_cell_source(reference, "modules", modules.replace(WRONG_SCALE, WRONG_SCALE.replace("self.w", "self.w * 2")))
+    submissions = {name: write_notebook(tmp_path / f"{name}.ipynb", with_cell_source(wrong_scale, "softmax", source))
+                   for name, source in (("ties", HANGS_ON_TIES), ("forever", HANGS_ALWAYS))}
+    with Grader(bundle, sandbox=available_sandbox(), limits=replace(bundle.limits, test_timeout_s=3)) as grader:
+        ties = grader.grade_path(submissions["ties"])
+        assert [t.reason for t in ties.exercise("softmax").tests] == ["passed", "wrong"]
+        assert ties.public_output["softmax"] == runner.PUBLIC_CHECK_TIMED_OUT.format(seconds=3.0)
+        assert "a Scale whose weights are all 1 changes nothing; got [2.0, 2.0, 2.0]" in ties.public_output["scale"]
+
+        began = time.monotonic()
+        forever = grader.grade_path(submissions["forever"])
+        took = time.monotonic() - began
+    assert {t.reason for t in forever.exercise("softmax").tests} == {"timeout"}
+    assert forever.public_output["softmax"] == runner.PUBLIC_CHECK_SKIPPED
+    assert "got [2.0, 2.0, 2.0]" in forever.public_output["scale"]
+    assert took < 2 * 3 + 3, f"{took:.1f} s: the hanging public check ran again after the hidden tests' timeouts"
+    page = feedback_html(forever, public_output=forever.public_output)
+    assert "ran past the time limit in the hidden tests" in page
 
 
 def test_overrides_from_the_cli_with_their_audit_trail(toy_cohort, capsys):

@@ -16,7 +16,6 @@ import shutil
 import tempfile
 import threading
 import time
-import traceback
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -49,7 +48,10 @@ from autograder.testing import HiddenTest, collect, resolve_fixture, session_fix
 
 _PER_CASE_FIXTURES = frozenset({"student"})
 PUBLIC_CHECKS_FILE = "student/public_tests.py"
-PUBLIC_CHECKS_TIMEOUT_S = 60.0
+PUBLIC_CHECKS_TIMEOUT_S = 60.0  # all of a submission's public checks together
+PUBLIC_CHECK_TIMEOUT_S = 20.0  # one exercise's
+PUBLIC_CHECK_SKIPPED = "(Not run again here: this exercise's code ran past the time limit in the hidden tests.)"
+PUBLIC_CHECK_TIMED_OUT = "(The public check did not finish within {seconds:g} s: look for a loop that never ends.)"
 PUBLIC_OUTPUT_CHARS = 2000
 NOT_ATTEMPTED = "Not attempted yet"
 
@@ -219,7 +221,8 @@ class Grader:
             # saw it in their own notebook. Running them for every exercise doubled grading time.
             lost = [e.name for e in result.exercises if e.score < e.max_score]
             if self.public_checks and lost and not self.only and not running.setup_error:
-                result.public_output = self._public_output(running, deadline, lost)
+                timed_out = {e.name for e in result.exercises if any(t.reason == "timeout" for t in e.tests)}
+                result.public_output = self._public_output(running, deadline, lost, timed_out)
             result.output = _overall_output(program, running.cell_results, running.setup_error, running.output_tail())
             if running.restarts:
                 result.output = (
@@ -382,25 +385,44 @@ class Grader:
                 # child) must not reach the next case: start the program afresh.
                 running.retire()
 
-    def _public_output(self, running: "_RunningProgram", deadline: float, names: list[str]) -> dict[str, str]:
-        """Exercise -> what its public checks print for this submission, run in the student's own process."""
+    def _public_output(self, running: "_RunningProgram", deadline: float, names: list[str],
+                       timed_out: set[str]) -> dict[str, str]:
+        """Exercise -> what its public checks print for this submission, run in the student's own process.
+
+        One exercise's check at a time: one that hangs or kills the program costs its own output only, and
+        the rest run in a fresh copy. An exercise whose hidden tests already ran out of time is not checked
+        again (its check would hang too, and the student would wait for nothing); the page says why.
+        """
+        said = {name: PUBLIC_CHECK_SKIPPED for name in names if name in timed_out}
+        pending = [name for name in names if name not in timed_out]
+        stop = min(deadline, time.monotonic() + PUBLIC_CHECKS_TIMEOUT_S)
+        conn: StudentConnection | None = None
         try:
-            conn = running.fork()
-        except StudentCrashed:
-            return {}
-        conn.deadline = min(deadline, time.monotonic() + PUBLIC_CHECKS_TIMEOUT_S)
-        try:
-            ran = conn.request({"op": "exec_cells", "cells": [{"id": "public-checks", "source": _public_checks_cell(names)}]})
-            if not ran or not ran[0].get("ok"):
-                return {}
-            printed = StudentNamespace(conn)._autograder_public_output
-            # Student-side data: believed only as text, and only this much of it.
-            return {str(k)[:200]: str(v)[-PUBLIC_OUTPUT_CHARS:] for k, v in dict(printed).items() if k in names}
-        except (StudentTimeout, StudentCrashed, StudentError, TypeError, ValueError):
-            running.retire()
-            return {}
+            while pending and time.monotonic() < stop:
+                name = pending.pop(0)
+                if conn is None:
+                    try:
+                        conn = running.fork()
+                    except StudentCrashed:
+                        break
+                conn.deadline = min(stop, time.monotonic() + PUBLIC_CHECK_TIMEOUT_S)
+                try:
+                    cell = {"id": "public-checks", "source": _public_checks_cell([name])}
+                    ran = conn.request({"op": "exec_cells", "cells": [cell]})
+                    if ran and ran[0].get("ok"):
+                        printed = dict(StudentNamespace(conn)._autograder_public_output)
+                        if name in printed:  # student-side data: believed only as text, and only this much of it
+                            said[name] = str(printed[name])[-PUBLIC_OUTPUT_CHARS:]
+                except (StudentTimeout, StudentCrashed, StudentError, TypeError, ValueError) as exc:
+                    if isinstance(exc, StudentTimeout):
+                        said[name] = PUBLIC_CHECK_TIMED_OUT.format(seconds=PUBLIC_CHECK_TIMEOUT_S)
+                    conn.close()
+                    conn = None
+                    running.retire()  # what it left running must not reach the next check
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
+        return said
 
     def _resolve(self, fn: Callable[..., Any], conn: StudentConnection) -> dict[str, Any]:
         case_values = {"student": StudentNamespace(conn)}
