@@ -82,7 +82,10 @@ ATTACKS = [
     Attack("memory bomb", body("blocks = []\nwhile True:\n    blocks.append(bytearray(100 * 1024**2))"), "MemoryError"),
     Attack("fill the disk", body("with open('big.bin', 'wb') as f:\n    while True:\n        f.write(b'0' * 1024**2)"), "File too large"),
     Attack("fill /tmp", body("with open('/tmp/big.bin', 'wb') as f:\n    while True:\n        f.write(b'0' * 1024**2)"), "Error"),
-    Attack("flood stdout", body("while True:\n    print('spam' * 1000)"), "File too large"),
+    # Printing is never the error: past 8 MB it is dropped (with a note), so a flood ends as the loop it is.
+    Attack("flood stdout", body("while True:\n    print('spam' * 1000)"), "time limit"),
+    Attack("print 20 MB, then answer", body("for _ in range(5000):\n    print('x' * 4000)\nreturn x.softmax(-1)"),
+           "printed more than 8 MB", FULL),
     # --- reaching outside
     Attack("read hidden tests and reference", body(
         WALK + "found = walk_for('reference.py', 'test_toy.py', 'manifest.json')\n"

@@ -21,7 +21,6 @@ import random
 import re
 import signal
 import socket
-import struct
 import sys
 import time
 import traceback
@@ -40,6 +39,7 @@ import torch
 
 from autograder.grade import lean_fork, wire
 from autograder.grade.numerics import make_repeatable
+from autograder.grade.output_cap import cap_printed_output
 
 _MAGIC_LINE = re.compile(r"^(\s*)([%!].*)$")
 
@@ -542,6 +542,7 @@ def serve_warm(sock: socket.socket, server: Server, options: argparse.Namespace)
             sock.close()
             gc.enable()  # (it is, after the boot) student code always runs with the collector on
             _cap_gpu_memory(server.device)
+            cap_printed_output()
             serve(child_sock, Server(server.namespace, server.device), zygote=True)
             os._exit(0)
 
@@ -631,6 +632,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         gc.enable()  # off for the imports only (top of this file): the submission's cells come next
         _cap_gpu_memory(options.device)
+        cap_printed_output()
         serve(sock, Server(namespace, options.device), zygote=True)
 
 
