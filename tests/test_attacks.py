@@ -148,3 +148,32 @@ def test_attack(attack, toy_grader, reference_nb, tmp_path, monkeypatch):
 
 def test_there_are_at_least_30_attacks():
     assert len(ATTACKS) >= 30
+
+
+SPINS = (
+    "import torch\n"
+    "\n"
+    "def _spin(n):\n"
+    "    while n > 0:\n"
+    "        n += 1\n"
+    "\n"
+    "def softmax(x):\n"
+    "    _spin(1)\n"
+    "    return x.softmax(-1)\n"
+    "print('before the tests')\n"
+)
+
+
+def test_a_timeout_says_which_line_of_the_students_code_was_running(toy_grader, reference_nb, tmp_path, monkeypatch):
+    """Just before a program that ran out of time is stopped, it is asked for its stack: the feedback names the
+    student's own lines, innermost first, and the stack does not end up in the output shown as theirs."""
+    monkeypatch.setattr(toy_grader, "limits", replace(toy_grader.limits, test_timeout_s=SHORT_TEST_TIMEOUT_S))
+    nb = with_cell_source(reference_nb, "softmax", SPINS)
+    result = toy_grader.grade_path(write_notebook(tmp_path / "spins.ipynb", nb))
+    outputs = [t.output for t in result.exercise("softmax").tests]
+    assert [t.reason for t in result.exercise("softmax").tests] == ["timeout", "timeout"]
+    for output in outputs:
+        assert "is there an infinite loop?\nWhen it was stopped, it was running:\n" in output, output
+        assert output.endswith("  line 5 of cell 'softmax', in _spin\n  line 8 of cell 'softmax', in softmax"), output
+    assert result.score == 6 and "before the tests" in result.output
+    assert "Current thread" not in result.output and "worker.py" not in result.output, result.output

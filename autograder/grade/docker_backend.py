@@ -158,6 +158,9 @@ class DockerProgram(_Program):
         except Exception:  # noqa: BLE001 - the container may be gone
             return ""
 
+    def where_stuck(self, pid: int) -> str:
+        return ""  # the output is the container's log, not a file here to read the stack back from
+
     def output_tail(self, max_bytes: int = 4000) -> str:
         text = self._final_logs or self._logs()
         return text[-max_bytes:]

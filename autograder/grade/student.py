@@ -14,6 +14,7 @@ id, and every call through it is computed here.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import struct
@@ -79,7 +80,42 @@ class _Program:
                 os.close(fd)
             self.conn._die("your program stopped answering the grader (it may have exited)")
             raise StudentCrashed(self.conn.dead_reason)
-        return StudentConnection(socket.socket(fileno=fds[0]), peer_pid(fds[0]), self.limits, self.device)
+        return self._connection(socket.socket(fileno=fds[0]), peer_pid(fds[0]))
+
+    def _connection(self, sock: socket.socket, pid: int) -> "StudentConnection":
+        conn = StudentConnection(sock, pid, self.limits, self.device)
+        conn.where_stuck = lambda: self.where_stuck(pid)
+        return conn
+
+    def where_stuck(self, pid: int) -> str:
+        """Where process ``pid``, out of time, is in the student's cells: asked for just before it is stopped.
+
+        It prints its Python stack to the log on WHERE_SIGNAL (worker.say_where_on_signal); what it printed
+        is read back and then taken out of the log again, so the output shown to the student stays theirs.
+        """
+        fd = self._log.fileno()
+        try:
+            self._log.flush()
+            before = os.fstat(fd).st_size
+            os.kill(pid, wire.WHERE_SIGNAL)
+        except OSError:
+            return ""
+        size, deadline = before, time.monotonic() + WHERE_WAIT_S
+        while time.monotonic() < deadline:  # the stack arrives in a few writes: wait until they stop
+            time.sleep(0.02)
+            grown = os.fstat(fd).st_size
+            if size > before and grown == size:
+                break
+            size = grown
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(before)
+                dump = log.read(WHERE_MAX_BYTES).decode("utf-8", errors="replace")
+            os.ftruncate(fd, before)  # the programs share this file's offset: put both back
+            os.lseek(fd, before, os.SEEK_SET)
+        except OSError:
+            return ""
+        return student_frames(dump)
 
     def output_tail(self, max_bytes: int = 4000) -> str:
         try:
@@ -98,6 +134,26 @@ class _Program:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+WHERE_WAIT_S = 0.5  # for the stack of a program that ran out of time (a stopped one never prints it)
+WHERE_MAX_BYTES = 256 * 1024
+WHERE_MAX_FRAMES = 4
+_THREAD_HEADER = re.compile(r"^(?:Current thread|Thread) 0x[0-9a-f]+ .*:$", re.MULTILINE)
+_CELL_FRAME = re.compile(r'^\s+File "<cell (?P<cell>[^>\n]*)>", line (?P<line>\d+) in (?P<function>\S+)$', re.MULTILINE)
+
+
+def student_frames(dump: str) -> str:
+    """The student's own lines in a faulthandler stack dump, innermost first, one per line.
+
+    Only frames of the submission's cells count (the grader's own code is not the student's concern); the
+    first thread that is in a cell is the one that was running the test.
+    """
+    for block in _THREAD_HEADER.split(dump)[1:]:
+        frames = [m.groupdict() for m in _CELL_FRAME.finditer(block)][:WHERE_MAX_FRAMES]
+        if frames:
+            return "\n".join(f"  line {f['line']} of cell {f['cell']!r}, in {f['function']}" for f in frames)
+    return ""
 
 
 def peer_pid(fd: int) -> int:
@@ -179,7 +235,7 @@ class SpawnedProgram(_Program):
 
     def __init__(self, sock: socket.socket, log_path: Path, log: Any, limits: Limits, device: str):
         self._sock, self.log_path, self._log, self.limits, self.device = sock, log_path, log, limits, device
-        self.conn = StudentConnection(sock, peer_pid(sock.fileno()), limits, device)
+        self.conn = self._connection(sock, peer_pid(sock.fileno()))
         # Its own process cap, taken before it runs any student code (it waits for our first
         # request): the warm worker's cap may be shared by programs of several graders.
         self._cap = ProcessCap(limits.max_processes)
@@ -208,6 +264,8 @@ class StudentConnection:
         self._next_id = 1
         self.deadline: float | None = None
         self.dead_reason: str | None = None
+        # Asks a program that ran out of time where it is (_Program.where_stuck); none where it cannot be asked.
+        self.where_stuck: Callable[[], str] | None = None
 
     # ----------------------------------------------------------------- values
     def _refuse_object(self, value: Any) -> dict:
@@ -278,10 +336,12 @@ class StudentConnection:
                     break
                 self._serve_callback(reply, reply_buffers)
         except wire.Timeout:
+            where = self.where_stuck() if self.where_stuck else ""
             self._die("your code did not finish within the time limit")
             raise StudentTimeout(
                 f"your code did not finish within the time limit "
                 f"({self.limits.test_timeout_s:g} s per test); is there an infinite loop?"
+                + (f"\nWhen it was stopped, it was running:\n{where}" if where else "")
             ) from None
         except (wire.PeerGone, BrokenPipeError, ConnectionError):
             self._die("your program exited or crashed while being tested")

@@ -19,6 +19,7 @@ wrong data, never to code. The decoder checks every length against limits.
 from __future__ import annotations
 
 import math
+import signal
 import types
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -36,6 +37,10 @@ from autograder.grade.framing import (  # noqa: F401 - re-exported: wire is what
     recv_message,
     send_message,
 )
+
+# Sent by the grader to a program that ran out of time, just before stopping it: the program prints its
+# Python stack (faulthandler, from the signal handler itself), so the feedback can say where it was.
+WHERE_SIGNAL = signal.SIGUSR2
 
 _DTYPES: dict[str, torch.dtype] = {
     "float64": torch.float64,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import gc
 import linecache
 import os
@@ -481,6 +482,15 @@ def collapse_into_huge_pages() -> None:
             libc.madvise(start, end - start, MADV_COLLAPSE)
 
 
+def say_where_on_signal() -> None:
+    """On the grader's WHERE_SIGNAL, print this process's Python stack to the log (see student.where_stuck).
+
+    faulthandler writes it from the signal handler itself, so a loop that never returns to the
+    interpreter's own checks (a C call, a tight loop) still answers. Forked test cases inherit it.
+    """
+    faulthandler.register(wire.WHERE_SIGNAL, file=2, all_threads=True, chain=False)
+
+
 def _flush_output() -> None:
     """What the student's code printed reaches the log now: a forked case ends in os._exit,
     which would drop Python's buffered output (and with it the feedback's "printed" part)."""
@@ -543,6 +553,7 @@ def serve_warm(sock: socket.socket, server: Server, options: argparse.Namespace)
             gc.enable()  # (it is, after the boot) student code always runs with the collector on
             _cap_gpu_memory(server.device)
             cap_printed_output()
+            say_where_on_signal()
             serve(child_sock, Server(server.namespace, server.device), zygote=True)
             os._exit(0)
 
@@ -633,6 +644,7 @@ def main(argv: list[str] | None = None) -> None:
         gc.enable()  # off for the imports only (top of this file): the submission's cells come next
         _cap_gpu_memory(options.device)
         cap_printed_output()
+        say_where_on_signal()
         serve(sock, Server(namespace, options.device), zygote=True)
 
 
