@@ -41,7 +41,8 @@ from autograder.cohort.collect import counted_submissions, missing_students
 from autograder.cohort.commands import load_course_cohort
 from autograder.cohort.config import CohortError
 from autograder.cohort.grading import add_override_parser, cmd_regrade, per_student
-from autograder.gradebook import graded_versions, open_gradebook, record
+from autograder.gradebook import graded_versions, grades_for, open_gradebook, record
+from autograder.grade.regrade import merged, recorded_result
 from autograder.layout import CourseLayout
 from autograder.reports.summary import print_summary
 
@@ -233,6 +234,19 @@ def interrupts_deferred():
         raise KeyboardInterrupt
 
 
+def same_names(paths: list[Path]) -> dict[str, list[Path]]:
+    """Submission names that more than one file would get (a name keys its results folder and grade)."""
+    by_name: dict[str, list[Path]] = {}
+    for path in paths:
+        by_name.setdefault(submission_name(path), []).append(path)
+    return {name: clashing for name, clashing in by_name.items() if len(clashing) > 1}
+
+
+def graded_whole(row, sha256: str) -> bool:
+    """Whether a recorded grade is a full grade of the file with this content (one --only can complete)."""
+    return row is not None and row.submission_sha256 == sha256 and row.error is None
+
+
 def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
     # Grading never downloads: the references load from the asset cache, and a missing
     # asset must fail with its fetch command, not turn into a hub request.
@@ -256,9 +270,24 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
             console.print("[red]error:[/red] give --out DIR for the results (or --cohort NAME)")
             return 2
         paths = find_submissions(args.submissions)
+        clashes = same_names(paths)
+        if clashes:
+            name, clashing = next(iter(clashes.items()))
+            console.print(
+                f"[red]error:[/red] {len(clashes)} submission name(s) would be given to more than one file, and one "
+                f"grade would overwrite the other: {name!r} is {', '.join(str(p) for p in clashing)}. Name each file "
+                "after its student (alice.ipynb), or collect them into a cohort (`autograder collect`), which finds "
+                "the student in the file's path"
+            )
+            return 2
     if not paths:
         console.print("[yellow]no submissions found[/yellow]")
         return 1
+    exercises = [ex["name"] for ex in bundle.manifest["exercises"]]
+    unknown = sorted(set(args.only or []) - set(exercises))
+    if unknown:
+        console.print(f"[red]error:[/red] {assignment.id} has no exercise {unknown[0]!r} (it has: {', '.join(exercises)})")
+        return 2
     # assignment.toml's [limits] are the defaults; each flag overrides one for this run.
     limits = with_overrides(
         bundle.limits, test_timeout_s=args.test_timeout, memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds,
@@ -282,7 +311,9 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
     # unchanged (and its results.json is still there).
     cohort_name = cohort.name if cohort else ""
     recorded = {} if (args.regrade or args.only) else graded_versions(engine, bundle.assignment, cohort=cohort_name)
-    todo, skipped = [], 0
+    # --only grades some exercises again: each result is merged into the submission's recorded full grade.
+    whole = {row.submission: row for row in grades_for(engine, bundle.assignment, cohort=cohort_name)} if args.only else {}
+    todo, skipped, never_graded = [], 0, []
     for path in paths:
         names = [c.student for c in counted[submission_name(path)]] if cohort else [submission_name(path)]
         current = (hashlib.sha256(path.read_bytes()).hexdigest(), bundle.bundle_hash)
@@ -290,6 +321,17 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
             skipped += 1
         else:
             todo.append(path)
+        never_graded += [n for n in names if args.only and not graded_whole(whole.get(n), current[0])]
+    if never_graded:
+        console.print(
+            f"[red]error:[/red] --only grades some exercises of submissions already graded in full, and "
+            f"{len(never_graded)} have no full grade of their current content: {', '.join(never_graded[:10])}. "
+            "Grade them without --only first"
+        )
+        return 2
+
+    def complete(one):
+        return merged(recorded_result(whole[one.submission]), one, exercises) if args.only else one
     if skipped:
         console.print(f"{skipped} submission(s) already graded with this bundle: skipped (--regrade grades them again)")
     results: list = []
@@ -312,7 +354,7 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
             task = progress.add_task("grade", total=len(todo), name="")
             for result in executor.grade(todo):
                 # Written and recorded one by one, so an interruption loses at most the submissions in flight.
-                for one, where in per_student(result, counted.get(result.submission) if cohort else None):
+                for one, where in per_student(result, counted.get(result.submission) if cohort else None, complete):
                     with interrupts_deferred():  # each result saved whole, and counted as saved
                         shown = bundle.feedback_options()
                         write_json_atomic(args.out / one.submission / "results.json",

@@ -195,6 +195,60 @@ def test_batch_resumes_and_regrades(toy_layout, toy_assignment, tmp_path, capsys
     assert (tmp_path / "out" / "alice" / "results.json").stat().st_mtime_ns != first
 
 
+def test_only_grades_those_exercises_into_the_recorded_grade(toy_layout, toy_assignment, tmp_path, capsys):
+    """--only after a test fix: the named exercise is graded again and merged into each submission's recorded
+    grade; the other exercises' scores stay. A misspelt exercise, or a submission with no full grade to merge into,
+    is refused before anything is graded."""
+    from autograder.cli import main as cli
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    write_notebook(subs / "alice.ipynb", reference_submission(toy_assignment))
+    naive = "def softmax(x):\n    return x.exp() / x.exp().sum(dim=-1, keepdim=True)\n"
+    write_notebook(subs / "bob.ipynb", with_cell_source(reference_submission(toy_assignment), "softmax", naive))
+    book = str(tmp_path / "book.sqlite")
+    base = ["--root", str(toy_layout.root), "grade", "0.1", str(subs), "--out", str(tmp_path / "out"), "--db", book]
+    if available_sandbox() == "none":
+        base.append("--no-sandbox")
+    assert cli(base) == 0
+
+    def recorded():
+        return {row.submission: {e.exercise: e.score for e in row.exercises}
+                for row in grades_for(open_gradebook(book), "0.1_toy")}
+
+    before = recorded()
+    assert before == {"alice": {"softmax": 4, "scale": 3, "double_scale": 3},
+                      "bob": {"softmax": 2, "scale": 3, "double_scale": 3}}
+    capsys.readouterr()
+    assert cli([*base, "--only", "scale"]) == 0
+    assert recorded() == before
+    for name, total in (("alice", 10), ("bob", 8)):
+        results = json.loads((tmp_path / "out" / name / "results.json").read_text())
+        assert results["score"] == total and len(results["tests"]) == 4, results
+
+    assert cli([*base, "--only", "scael"]) == 2
+    assert "0.1_toy has no exercise 'scael' (it has: softmax, scale, double_scale)" in capsys.readouterr().err
+    write_notebook(subs / "carol.ipynb", reference_submission(toy_assignment))  # never graded
+    assert cli([*base, "--only", "scale"]) == 2
+    assert "no full grade of their current content: carol" in capsys.readouterr().err
+    assert recorded() == before
+
+
+def test_two_files_that_would_share_a_name_are_refused(toy_layout, toy_assignment, tmp_path, capsys):
+    """Every student hands in the release's file name: in folders per student, alice/hw and bob/hw would both be
+    'hw', and one grade would overwrite the other."""
+    from autograder.cli import main as cli
+
+    for student in ("alice", "bob"):
+        (tmp_path / "subs" / student).mkdir(parents=True)
+        write_notebook(tmp_path / "subs" / student / "hw.ipynb", reference_submission(toy_assignment))
+    assert cli(["--root", str(toy_layout.root), "grade", "0.1", str(tmp_path / "subs"), "--out", str(tmp_path / "out"),
+                "--db", str(tmp_path / "book.sqlite")]) == 2
+    said = capsys.readouterr().err
+    assert "'hw' is" in said and "alice" in said and "bob" in said and "autograder collect" in said
+    assert not (tmp_path / "out").exists()
+
+
 def test_limits_are_overridden_from_the_command_line(toy_layout, toy_assignment, tmp_path):
     """assignment.toml gives 60 s per submission; --submission-timeout 0 leaves no time for any test."""
     from autograder.cli import main as cli

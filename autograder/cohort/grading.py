@@ -129,22 +129,22 @@ def print_grade_changes(changes: list, regraded: int, out: Console) -> None:
     out.print(table)
 
 
-def per_student(result, counted) -> list[tuple]:
+def per_student(result, counted, complete=lambda one: one) -> list[tuple]:
     """A graded file as the grade of each student who handed it in (one, unless two sent identical bytes).
 
     Each comes with what the gradebook records beside the score: the student,
-    when the file came in, and the late penalty in points.
+    when the file came in, and the late penalty in points. ``complete`` makes a
+    grade of some exercises (``grade --only``) whole from the student's recorded
+    one, before the penalty is worked out on it.
     """
     if counted is None:
-        return [(result, {})]
-    return [
-        (
-            replace(result, submission=c.student),
-            {"student": c.student, "submitted_at": c.submitted_at,
-             "late_penalty": round(result.score * c.lateness.fraction, 6)},
-        )
-        for c in counted
-    ]
+        return [(complete(result), {})]
+    graded = []
+    for c in counted:
+        one = complete(replace(result, submission=c.student))
+        graded.append((one, {"student": c.student, "submitted_at": c.submitted_at,
+                             "late_penalty": round(one.score * c.lateness.fraction, 6)}))
+    return graded
 
 
 # ---------------------------------------------------------------------- manual overrides
