@@ -270,6 +270,13 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
             console.print("[red]error:[/red] give --out DIR for the results (or --cohort NAME)")
             return 2
         paths = find_submissions(args.submissions)
+        collected = [(path, cohort_of) for path in paths if (cohort_of := layout.collected_cohort(path))]
+        if collected:  # `grade 1.1 submissions/` would also take every cohort's collected copies as submissions
+            paths = [path for path in paths if not layout.collected_cohort(path)]
+            for name in sorted({c for _, c in collected}):
+                count = sum(c == name for _, c in collected)
+                console.print(f"[yellow]skipped {count} file(s) collected for cohort {name}:[/yellow] grade them "
+                              f"with --cohort {name}, which counts each student's submission under the late policy")
         clashes = same_names(paths)
         if clashes:
             name, clashing = next(iter(clashes.items()))

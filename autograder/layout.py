@@ -43,5 +43,18 @@ class CourseLayout:
         return self.root / "build" / "bundles"
 
     @property
+    def intake(self) -> Path:
+        """Where ``autograder collect`` stores a cohort's files: ``submissions/<cohort>/<assignment>/<student>/``."""
+        return self.root / "submissions"
+
+    def collected_cohort(self, path: Path) -> str | None:
+        """The cohort whose collected copy ``path`` is (its folder under :attr:`intake` names a cohort), if any."""
+        try:
+            cohort = path.resolve().relative_to(self.intake.resolve()).parts[0]
+        except (ValueError, IndexError):
+            return None
+        return cohort if (self.root / "instructors" / "cohorts" / f"{cohort}.toml").is_file() else None
+
+    @property
     def default_gradebook(self) -> Path:
         return self.root / "gradebook.sqlite"

@@ -95,7 +95,7 @@ def test_file_names_map_by_id_then_email_then_name(cohort):
     assert match_file_name("alan.turing-toy.ipynb", roster)[0].id == "s0002"
     assert match_file_name("Grace_Hopper final.py", roster)[0].id == "s0003"
     assert match_file_name("HopperGrace.py", roster)[0].id == "s0003"  # last name first
-    assert match_file_name("s00012.ipynb", roster) == (None, "no roster id, email or name in the file name")
+    assert match_file_name("s00012.ipynb", roster) == (None, "no roster id, email or name in the file's path")
     student, why = match_file_name("s0001_with_s0002.ipynb", roster)
     assert student is None and "ambiguous" in why and "s0001, s0002" in why
 
@@ -122,8 +122,21 @@ def test_folder_intake_uses_mtime_and_skips_hidden_and_other_files(tmp_path, coh
         "s0001_toy.ipynb": "s0001", "alan.turing-toy.ipynb": "s0002", "Grace Hopper.py": "s0003", "mystery.ipynb": None,
     }
     assert received["s0001_toy.ipynb"].submitted_at == local(2026, 9, 20, 18, 30)
-    assert received["mystery.ipynb"].problem == "no roster id, email or name in the file name"
+    assert received["mystery.ipynb"].problem == "no roster id, email or name in the file's path"
     assert all(r.source == "folder" for r in received.values())
+
+
+def test_folder_intake_finds_the_student_in_a_folder_of_their_own(tmp_path, cohort):
+    """One folder per student (downloads, GitHub Classroom), every file named as the release named it."""
+    folder = tmp_path / "inbox"
+    for student in ("s0001", "alan.turing", "Grace Hopper", "nobody"):
+        (folder / student).mkdir(parents=True)
+        (folder / student / "0.1_toy.ipynb").write_bytes(notebook(student))
+    received = by_name(read_folder(folder, cohort))
+    assert {n: r.student for n, r in received.items()} == {
+        "s0001/0.1_toy.ipynb": "s0001", "alan.turing/0.1_toy.ipynb": "s0002",
+        "Grace Hopper/0.1_toy.ipynb": "s0003", "nobody/0.1_toy.ipynb": None,
+    }
 
 
 def test_canvas_entry_names():
@@ -253,6 +266,23 @@ def test_collect_stores_copies_records_once_and_counts_per_policy(tmp_path, cour
     assert counted["s0002"].lateness == Lateness(0, 0.0)
     # Grace: 1.5 days after the cohort's due date, but inside her extension.
     assert counted["s0003"].lateness == Lateness(0, 0.0)
+
+
+def test_plain_grading_of_the_submissions_folder_leaves_the_cohorts_copies_alone(tmp_path, course, cohort, capsys):
+    """`grade 0.1 submissions/` next to a cohort's intake: the collected copies are the cohort's to grade (with its
+    late policy, one counted per student), not plain submissions named after their timestamps."""
+    from autograder.build.samples import reference_submission
+    from autograder.authoring.assignment import find_assignment
+    from conftest import available_sandbox, write_notebook
+
+    collect(open_gradebook(tmp_path / "gradebook.sqlite"), course.root, cohort, ASSIGNMENT, canvas_zip(tmp_path))
+    write_notebook(course.intake / "walk_in.ipynb", reference_submission(find_assignment(course.source, "0.1")))
+    args = ["--root", str(course.root), "grade", "0.1", str(course.intake), "--out", str(tmp_path / "out"),
+            "--db", str(tmp_path / "plain.sqlite")]
+    assert main([*args, *(["--no-sandbox"] if available_sandbox() == "none" else [])]) == 0
+    said = capsys.readouterr().err
+    assert "skipped 4 file(s) collected for cohort autumn" in " ".join(said.split()), said
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["walk_in"]
 
 
 def test_late_only_submission_counts_with_its_penalty_and_missing_students(tmp_path, course, cohort):

@@ -45,6 +45,7 @@ import yaml
 
 from autograder.cohort.config import Cohort, Student
 from autograder.cohort.late import Lateness, choose_counted, late_penalty
+from autograder.layout import CourseLayout
 
 GRADABLE_SUFFIXES = (".ipynb", ".py")
 SOURCES = ("folder", "canvas", "gradescope")
@@ -94,7 +95,8 @@ def _has_token(haystack: str, needle: str) -> bool:
 
 
 def match_file_name(file_name: str, roster: Iterable[Student]) -> tuple[Student | None, str]:
-    """The one student a folder file's name points at, by id, then email, then name; else why not."""
+    """The one student a folder file's path (below the folder collected) points at, by id, then email, then
+    name; else why not."""
     roster = list(roster)
     stem = str(PurePosixPath(file_name).with_suffix("")).lower()  # folders count too: s0042/hw1.ipynb
     squashed = squash(stem)
@@ -111,7 +113,7 @@ def match_file_name(file_name: str, roster: Iterable[Student]) -> tuple[Student 
             return found[0], ""
         if len(found) > 1:
             return None, f"ambiguous: its name matches the {what} of {', '.join(s.id for s in found)}"
-    return None, "no roster id, email or name in the file name"
+    return None, "no roster id, email or name in the file's path"
 
 
 # ---------------------------------------------------------------------- a folder
@@ -128,7 +130,7 @@ def read_folder(folder: Path, cohort: Cohort) -> list[Received]:
             continue
         if any(part.startswith(".") or part in ("__pycache__", ".ipynb_checkpoints") for part in rel.parts):
             continue
-        student, problem = match_file_name(path.name, cohort.roster)
+        student, problem = match_file_name(rel.as_posix(), cohort.roster)  # one folder per student counts
         received.append(Received(
             original_name=rel.as_posix(), data=path.read_bytes(),
             submitted_at=datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc),
@@ -354,7 +356,7 @@ def store_received(course_root: Path, cohort: str, assignment: str, received: Re
     """Copy one mapped file into the submissions tree; never overwrites (the same bytes again are left as they are)."""
     if received.student is None:
         raise ValueError(f"{received.original_name} is not mapped to a student: {received.problem}")
-    folder = course_root / "submissions" / cohort / assignment / received.student
+    folder = CourseLayout(course_root).intake / cohort / assignment / received.student
     target = folder / stored_file_name(received.submitted_at, received.sha256, received.original_name)
     if target.exists():
         if hashlib.sha256(target.read_bytes()).hexdigest() != received.sha256:
