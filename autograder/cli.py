@@ -151,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
 
     add_assets_parser(sub)  # autograder assets fetch|lock|verify
 
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    extra = place_late_positionals(args, extra, sub.choices[args.command])
+    if extra:
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         layout = CourseLayout(args.root.resolve()) if args.root else CourseLayout.find()
         return args.func(args, layout)
@@ -159,6 +162,30 @@ def main(argv: list[str] | None = None) -> int:
             CohortError, GpuPlanError, WorkerFailed) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
+
+
+def place_late_positionals(args: argparse.Namespace, extra: list[str], command: argparse.ArgumentParser) -> list[str]:
+    """Put positional arguments written after options where they belong; what fits nowhere is returned.
+
+    argparse fills an optional positional (``nargs="?"`` or ``"*"``) with nothing as soon as an option follows
+    the positionals before it, so ``export grades --cohort fall25 1.1`` and ``grade 1.1 --out R a.ipynb`` would
+    fail with "unrecognized arguments". Here such words fill those positionals, in order, as if written first.
+    """
+    words = [w for w in extra if not w.startswith("-")]
+    if len(words) != len(extra):
+        return extra  # an unknown option: argparse's own error says which
+    for action in command._actions:
+        if action.option_strings or action.nargs not in ("?", "*") or not words:
+            continue
+        if getattr(args, action.dest) not in (None, []):
+            continue
+        taken, words = (words, []) if action.nargs == "*" else (words[:1], words[1:])
+        values = [action.type(w) if action.type else w for w in taken]
+        for value in values:
+            if action.choices is not None and value not in action.choices:
+                command.error(f"argument {action.dest}: invalid choice: {value!r}")
+        setattr(args, action.dest, values if action.nargs == "*" else values[0])
+    return words
 
 
 def cmd_build(args: argparse.Namespace, layout: CourseLayout) -> int:
