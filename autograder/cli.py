@@ -20,6 +20,7 @@ from pathlib import Path
 
 # Imports stay light: ``autograder grade --jobs N`` hands work to N worker processes, and
 # everything this process imports first (torch, nbgrader) only delays their start.
+from rich.markup import escape
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, layout)
     except (AssignmentError, NotebookError, LeakError, BundleError, SandboxUnavailable, FileNotFoundError,
             CohortError, GpuPlanError, WorkerFailed) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
 
 

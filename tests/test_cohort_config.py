@@ -152,3 +152,16 @@ def test_asking_for_an_assignment_the_cohort_does_not_have(tmp_path):
     cohort = read_cohort(write_cohort(tmp_path))
     with pytest.raises(CohortError, match=r"assignment '1.1' is not in cohort autumn.*its assignments: 0.1"):
         cohort.assignment("1.1")
+
+
+def test_the_command_line_shows_the_section_a_cohort_error_names(tmp_path, capsys):
+    """Rich read "[extensions]" in an error as markup and dropped it; the message is printed as written."""
+    import shutil
+
+    from autograder.cli import main
+    from conftest import TOY_COURSE
+
+    shutil.copytree(TOY_COURSE / "source", tmp_path / "source")
+    write_cohort(tmp_path / "instructors" / "cohorts", COHORT.replace('s0042 = {', 's9999 = {').replace("1.1_other", "0.1"))
+    assert main(["--root", str(tmp_path), "override", "0.1", "--cohort", "autumn", "--history"]) == 2
+    assert "[extensions] s9999" in " ".join(capsys.readouterr().err.split())

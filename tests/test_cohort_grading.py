@@ -319,11 +319,14 @@ def test_a_public_check_that_hangs_costs_only_its_own_output(editable_toy, tmp_p
     assert "ran past the time limit in the hidden tests" in page
 
 
-def test_overrides_from_the_cli_with_their_audit_trail(toy_cohort, capsys):
+def test_overrides_from_the_cli_with_their_audit_trail(toy_cohort, capsys, monkeypatch):
     layout = toy_cohort
     assert cli_in(layout, "grade", "0.1", "--cohort", "spring", *sandbox_flags()) == 0
     assert cli_in(layout, "override", "0.1", "u3", "5", "--cohort", "spring", "--author", "ta-lee") == 2
     assert "needs a reason" in capsys.readouterr().err  # nothing changes without a why
+    monkeypatch.delenv("USER", raising=False)  # cron, containers: --author has no default
+    assert cli_in(layout, "override", "0.1", "u3", "5", "--cohort", "spring", "--reason", "bonus") == 2
+    assert "give --author NAME" in " ".join(capsys.readouterr().err.split())
     assert cli_in(layout, "override", "0.1", "u3", "5", "--cohort", "spring", "--author", "ta-lee",
                   "--reason", "handed in by email after a Canvas outage") == 0
     assert book(layout)[1]["u3"].final_score == 5

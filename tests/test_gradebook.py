@@ -201,6 +201,17 @@ def test_bad_overrides_are_refused(engine, score, author, reason, message):
     assert audit_trail(engine, "2025") == []
 
 
+def test_only_an_override_in_force_can_be_cleared(engine):
+    record(engine, result("s001-nb", [10, 10, 10]), cohort="2025", student="s001")
+    with pytest.raises(GradebookError, match="no override of '0.1' in force .*nothing to clear"):
+        override_grade(engine, "2025", "0.1", "s001", None, "Prof. Ada", "tidying up")
+    override_grade(engine, "2025", "0.1", "s001", 25, "Prof. Ada", "regrade by hand")
+    override_grade(engine, "2025", "0.1", "s001", None, "Prof. Ada", "the autograder was right")
+    with pytest.raises(GradebookError, match="nothing to clear"):
+        override_grade(engine, "2025", "0.1", "s001", None, "Prof. Ada", "twice")
+    assert [o.score for o in audit_trail(engine, "2025")] == [25, None]
+
+
 def test_override_needs_a_grade_and_the_database_needs_a_reason(engine):
     with pytest.raises(GradebookError, match="'s404' has no grade for '0.1' in cohort '2025'"):
         override_grade(engine, "2025", "0.1", "s404", 5, "Prof. Ada", "typo in roster")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rich.markup import escape
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -48,7 +49,7 @@ def cmd_release(args: argparse.Namespace, layout: CourseLayout) -> int:
         cohort = load_course_cohort(layout, args.cohort)
         slots = [cohort.assignment(name) for name in args.assignments] if args.assignments else list(cohort.assignments)
     except CohortError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
     released, refused = [], []
     progress = Progress(
@@ -65,7 +66,7 @@ def cmd_release(args: argparse.Namespace, layout: CourseLayout) -> int:
                 ))
             except ReleaseRefused as exc:
                 refused.append(slot.id)
-                progress.console.print(f"[red]refused:[/red] {exc}")
+                progress.console.print(f"[red]refused:[/red] {escape(str(exc))}")
             progress.advance(task)
     for item in released:
         console.print(f"released {item.assignment} to {cohort.name}: {item.folder} ({item.files} files) and {item.zip_path}")
@@ -103,7 +104,7 @@ def cmd_collect(args: argparse.Namespace, layout: CourseLayout) -> int:
         engine = open_gradebook(args.db or layout.default_gradebook)
         report = collect(engine, layout.root, cohort, slot.id, args.path, args.fmt)
     except (CohortError, CollectError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
 
     out = Console()

@@ -15,6 +15,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from rich.markup import escape
 from rich.console import Console
 from rich.table import Table
 
@@ -187,11 +188,15 @@ def cmd_override(args: argparse.Namespace, layout: CourseLayout) -> int:
     if args.student is None or (args.score is None) == (not args.clear):
         console.print("[red]error:[/red] give STUDENT and SCORE, or STUDENT --clear (or --history)")
         return 2
+    if not args.author.strip():
+        console.print("[red]error:[/red] an override needs its author, and $USER is not set here: "
+                      "give --author NAME (who is changing this grade?)")
+        return 2
     try:
         override_grade(engine, cohort.name, assignment.id, args.student, None if args.clear else args.score,
                        args.author, args.reason or "")
     except GradebookError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
     grade = next(g for g in final_grades(engine, cohort.name, assignment.id) if g.student == args.student)
     console.print(f"{args.student}: final grade {grade.final_score:g} / {grade.max_score:g} "

@@ -79,8 +79,16 @@ def override_grade(
         if score is not None and not (math.isfinite(score) and 0 <= score <= max(max_scores)):
             raise GradebookError(
                 f"override score {score} for {student!r} is outside 0..{max(max_scores):g}, "
-                f"the range of {assignment!r}; to clear an override pass score=None"
+                f"the range of {assignment!r}; an override is cleared with no score (the command line's --clear)"
             )
+        table = OverrideRow.__table__
+        latest = conn.execute(
+            select(table.c.score).where(table.c.cohort == cohort, table.c.assignment == assignment,
+                                        table.c.student == student).order_by(table.c.id.desc()).limit(1)
+        ).first()
+        if score is None and (latest is None or latest.score is None):
+            raise GradebookError(f"{student!r} has no override of {assignment!r} in force in cohort {cohort!r}: "
+                                 "nothing to clear")
         conn.execute(
             insert(OverrideRow.__table__).values(
                 cohort=cohort, assignment=assignment, student=student, score=score, author=author,
