@@ -370,8 +370,9 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
     if skipped:
         console.print(f"{skipped} submission(s) already graded with this bundle: skipped (--regrade grades them again)")
     results: list = []
+    penalties: dict[str, float] = {}  # a cohort's: submission (student) -> late penalty in points
     if not todo:
-        print_summary(results, Console())
+        print_summary(results, Console(), penalties if cohort else None)
         return 0
     where = f"{args.jobs} worker(s)" + (" on Ray" if args.executor == "ray" else "")
     try:
@@ -398,6 +399,7 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
                         write_text_atomic(args.out / one.submission / "feedback.html", page)
                         record(engine, one, cohort=cohort_name, **where)
                         results.append(one)
+                        penalties[one.submission] = where.get("late_penalty", 0.0)
                 progress.update(task, advance=1, name=result.submission)
     except KeyboardInterrupt:
         # The clean-up below is bounded (executors.CANCEL_GRACE_S): a second Ctrl-C must not cut it short
@@ -409,11 +411,11 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
             f"[yellow]interrupted:[/yellow] {len(results)} of {len(todo)} graded and saved; the submissions in "
             "flight were abandoned; run the same command again to grade the rest"
         )
-        print_summary(results, Console())
+        print_summary(results, Console(), penalties if cohort else None)
         return 130
     finally:
         executor.close()
-    print_summary(results, Console())
+    print_summary(results, Console(), penalties if cohort else None)
     console.print(f"results written to {args.out}")
     return 0
 
