@@ -407,9 +407,10 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         # What was in flight is abandoned (its programs stopped), not waited for: Ctrl-C means now.
         executor.cancel()
+        again = "run it again without --regrade" if args.regrade else "run the same command again"
         console.print(
             f"[yellow]interrupted:[/yellow] {len(results)} of {len(todo)} graded and saved; the submissions in "
-            "flight were abandoned; run the same command again to grade the rest"
+            f"flight were abandoned; {again} to grade the rest"
         )
         print_summary(results, Console(), penalties if cohort else None)
         return 130

@@ -126,12 +126,27 @@ def remove_stale_temporaries(out: Path, names: tuple[str, ...] = ("results.json"
     return removed
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import (before any thread starts): os.umask can only be read by setting it.
+_NEW_FILE_MODE = 0o666 & ~_umask()
+
+
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write beside ``path``, then rename over it: readers see the old file or the new one, never half."""
+    """Write beside ``path``, then rename over it: readers see the old file or the new one, never half.
+
+    The file gets the mode any new file would (mkstemp's is 0600): feedback pages and reports are meant to be
+    handed on, served or mailed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
+        os.fchmod(fd, _NEW_FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:  # UTF-8 whatever the locale: names keep accents
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from autograder.grade.results import write_text_atomic
 from autograder.authoring.assignment import discover_assignments
 from autograder.reports.cohort_view import CohortView, view_of_cohort
 from autograder.layout import CourseLayout
@@ -84,7 +85,7 @@ def cmd_export_grades(args: argparse.Namespace, layout: CourseLayout) -> int:
         console.print(f"wrote {len(files)} results.json file(s) under {out}")
     else:
         export = canvas_csv if args.grades_format == "canvas" else plain_csv
-        _write_utf8(out, export(view, assignment, missing_as_zero=args.missing_as_zero))
+        write_text_atomic(out, export(view, assignment, missing_as_zero=args.missing_as_zero))
         graded = sum(1 for g in view.grades if assignment in (None, g.assignment))
         console.print(f"wrote {out}: {len(view.students)} student(s), {graded} grade(s)"
                       + ("" if args.missing_as_zero else "; students who have not submitted are left empty"))
@@ -99,26 +100,10 @@ def cmd_report(args: argparse.Namespace, layout: CourseLayout) -> int:
 
     view = _load_view(layout, args.cohort, args.db)
     assignment = _assignment_id(layout, args.cohort, args.assignment)
-    _write_utf8(args.out, instructor_report_html(view, assignment))
+    write_text_atomic(args.out, instructor_report_html(view, assignment))
     console.print(f"wrote the report on {view.cohort}{' ' + assignment if assignment else ''} to {args.out}")
     _warn_unmatched(view)
     return 0
-
-
-def _write_utf8(path: Path, text: str) -> None:
-    """Write beside ``path`` and rename over it, in UTF-8 whatever the locale: names keep their accents."""
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _warn_unmatched(view: CohortView) -> None:
