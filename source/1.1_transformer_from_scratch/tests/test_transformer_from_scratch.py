@@ -145,6 +145,15 @@ def test_causal_mask(student, reference, cfg, seed, device):
             f"apply_causal_mask: query position {q} can still attend to the later key position {k}; "
             "scores of future keys must be -inf (or a very large negative number)."
         )
+    # A changed score the mask should have kept, named by its (query, key) position: the flattened selection's
+    # own index would mean nothing to the student. Looser than assert_close below, which has the last word.
+    changed = ~future & ~torch.isclose(out, scores, rtol=1e-3, atol=1e-3)
+    if bool(changed.any()):
+        _, _, q, k = [int(i) for i in torch.nonzero(changed)[0]]
+        raise CheckFailed(
+            f"apply_causal_mask: the score of query position {q} for key position {k} changed, but a query may "
+            "attend to itself and to every earlier key: only keys after the query (key > query) are masked."
+        )
     assert_close(out[~future], scores[~future], what="apply_causal_mask: scores of the current and earlier keys")
     reference_masked = reference.Attention(cfg).to(device).apply_causal_mask(scores.clone())
     assert_close(out.softmax(-1), reference_masked.softmax(-1), what="softmax of your masked scores")
