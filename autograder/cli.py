@@ -280,6 +280,8 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
     # asset must fail with its fetch command, not turn into a hub request.
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    # The workers load models while the command shows its own progress: no library's bars over it.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     assignment = find_assignment(layout.source, args.assignment)
     ensure_bundle(layout, assignment)
     bundle = load_bundle(layout.bundles / assignment.id)

@@ -165,6 +165,7 @@ class SectionBatches:
         self.folder = folder
         self.results: dict[tuple[str, bool], dict | Exception] = {}
         self.reference_done_s: dict[str, float] = {}  # assignment -> from the command's start to the reference's result
+        self.printed: dict[str, str] = {}  # assignment -> what the command printed on its standard output
 
     def result(self, assignment, name: str, extra: bool = False):
         key = (assignment.id, extra)
@@ -201,6 +202,7 @@ class SectionBatches:
             return RuntimeError(f"{' '.join(command)} exited with {run.returncode}:\n{run.stderr[-3000:]}")
         results = {name: read_results(out / path.stem / "results.json") for path, name in paths.items()}
         if not extra:
+            self.printed[assignment.id] = run.stdout
             reference = next(path for path, name in paths.items() if name == REFERENCE)
             self.reference_done_s[assignment.id] = (out / reference.stem / "results.json").stat().st_mtime - started
         return results

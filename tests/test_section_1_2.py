@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from autograder.authoring.assignment import find_assignment
-from sections import LAYOUT, explain, full_marks, import_fresh, register_monkeypatched_comparisons, scores
+from sections import LAYOUT, REFERENCE, explain, full_marks, import_fresh, register_monkeypatched_comparisons, scores
 
 ASSIGNMENT = find_assignment(LAYOUT.source, "1.2")
 
@@ -88,3 +88,11 @@ def test_permuted_heads_compute_the_same_function(helpers):
     other.load_state_dict(helpers.permuted_heads_state_dict(model, 1, list(range(model.cfg.n_heads))[::-1]))
     tokens = torch.randint(0, model.cfg.d_vocab, (2, 30), generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(model(tokens), other(tokens), atol=1e-5, rtol=1e-5)
+
+
+def test_the_commands_output_is_its_own(section_batches):
+    """Loading 1.2's models prints TransformerLens's "Moving model to device" in the grading workers; the command's
+    standard output holds its summary only."""
+    section_batches.result(ASSIGNMENT, REFERENCE)
+    printed = section_batches.printed[ASSIGNMENT.id]
+    assert "submission(s)" in printed and "Moving model" not in printed and "Loading weights" not in printed, printed

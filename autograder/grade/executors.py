@@ -15,11 +15,14 @@ always.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
 import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -128,7 +131,9 @@ class SerialExecutor:
     """One Grader in this process: the default, and what the others are checked against."""
 
     def __init__(self, spec: GraderSpec):
-        with collector_paused():  # the whole load: the fixtures load models too (and import what they need)
+        # The whole load with the collector off (the fixtures load models too, and import what they need), and
+        # what loading prints kept off the caller's output (see _quiet_stdout).
+        with collector_paused(), contextlib.redirect_stdout(io.StringIO()):
             self.grader = spec.make_grader()
             self.grader.warm_up()
 
@@ -175,8 +180,17 @@ ONE_THREAD = 1
 CANCEL_GRACE_S = 30.0
 
 
+def _quiet_stdout() -> None:
+    """A worker's standard output goes nowhere: the command's progress and summary are the caller's to print,
+    and loading models prints lines of its own ("Moving model to device: cpu", once per model). Errors and
+    warnings go to standard error, as before; results come back through the executor."""
+    sys.stdout.flush()
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+
+
 def _init_worker(spec: GraderSpec, gpu_slots=None) -> None:
     global _worker_grader
+    _quiet_stdout()
     if gpu_slots is not None:
         # This worker's GPU and memory cap, taken before anything touches CUDA; its
         # student processes inherit them (numerics.environment_for).
@@ -323,6 +337,7 @@ def _template_main(spec: GraderSpec, conns: list) -> None:
     import traceback
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle: it stops us
+    _quiet_stdout()
     # The collector stays off until the workers are forked (see collector_paused): loading the
     # hidden tests' fixtures imports transformer_lens here, on the batch's critical path.
     gc.disable()
