@@ -285,6 +285,11 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
     assignment = find_assignment(layout.source, args.assignment)
     ensure_bundle(layout, assignment)
     bundle = load_bundle(layout.bundles / assignment.id)
+    gpu_slots = None
+    if args.gpus:  # an impossible packing is refused first: it is the command's mistake, whatever the inputs
+        gpu_slots = gpu_plan(args, float(bundle.manifest.get("memory_estimate_mb", 2000)))
+        args.device = "cuda" if args.device == "cpu" else args.device
+        args.jobs = len(gpu_slots)
     engine = open_gradebook(args.db or layout.default_gradebook)
     cohort, counted = None, {}
     if args.cohort:
@@ -312,7 +317,7 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
             name, clashing = next(iter(clashes.items()))
             console.print(
                 f"[red]error:[/red] {len(clashes)} submission name(s) would be given to more than one file, and one "
-                f"grade would overwrite the other: {name!r} is {', '.join(str(p) for p in clashing)}. Name each file "
+                f"grade would overwrite the other: {escape(repr(name))} is {escape(', '.join(str(p) for p in clashing))}. Name each file "
                 "after its student (alice.ipynb), or collect them into a cohort (`autograder collect`), which finds "
                 "the student in the file's path"
             )
@@ -330,11 +335,6 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
         bundle.limits, test_timeout_s=args.test_timeout, memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds,
         max_processes=args.max_processes, file_size_mb=args.file_size_mb, open_files=args.open_files,
     )
-    gpu_slots = None
-    if args.gpus:
-        gpu_slots = gpu_plan(args, float(bundle.manifest.get("memory_estimate_mb", 2000)))
-        args.device = "cuda" if args.device == "cpu" else args.device
-        args.jobs = len(gpu_slots)
     spec = GraderSpec(
         layout.bundles / assignment.id, profile=args.profile, device=args.device, limits=limits,
         only=tuple(args.only) if args.only else None, sandbox="none" if args.no_sandbox else args.backend,
@@ -362,7 +362,7 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
     if never_graded:
         console.print(
             f"[red]error:[/red] --only grades some exercises of submissions already graded in full, and "
-            f"{len(never_graded)} have no full grade of their current content: {', '.join(never_graded[:10])}. "
+            f"{len(never_graded)} have no full grade of their current content: {escape(', '.join(never_graded[:10]))}. "
             "Grade them without --only first"
         )
         return 2
