@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import replace
 
 import pytest
@@ -308,13 +307,10 @@ def test_a_public_check_that_hangs_costs_only_its_own_output(editable_toy, tmp_p
         assert ties.public_output["softmax"] == runner.PUBLIC_CHECK_TIMED_OUT.format(seconds=3.0)
         assert "a Scale whose weights are all 1 changes nothing; got [2.0, 2.0, 2.0]" in ties.public_output["scale"]
 
-        began = time.monotonic()
         forever = grader.grade_path(submissions["forever"])
-        took = time.monotonic() - began
     assert {t.reason for t in forever.exercise("softmax").tests} == {"timeout"}
-    assert forever.public_output["softmax"] == runner.PUBLIC_CHECK_SKIPPED
+    assert forever.public_output["softmax"] == runner.PUBLIC_CHECK_SKIPPED  # not run (it would have timed out)
     assert "got [2.0, 2.0, 2.0]" in forever.public_output["scale"]
-    assert took < 2 * 3 + 3, f"{took:.1f} s: the hanging public check ran again after the hidden tests' timeouts"
     page = feedback_html(forever, public_output=forever.public_output)
     assert "ran past the time limit in the hidden tests" in page
 
