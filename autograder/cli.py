@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -305,13 +306,13 @@ def cmd_grade(args: argparse.Namespace, layout: CourseLayout) -> int:
             console.print("[red]error:[/red] give --out DIR for the results (or --cohort NAME)")
             return 2
         paths = find_submissions(args.submissions)
-        collected = [(path, cohort_of) for path in paths if (cohort_of := layout.collected_cohort(path))]
-        if collected:  # `grade 1.1 submissions/` would also take every cohort's collected copies as submissions
-            paths = [path for path in paths if not layout.collected_cohort(path)]
-            for name in sorted({c for _, c in collected}):
-                count = sum(c == name for _, c in collected)
-                console.print(f"[yellow]skipped {count} file(s) collected for cohort {name}:[/yellow] grade them "
-                              f"with --cohort {name}, which counts each student's submission under the late policy")
+        # `grade 1.1 submissions/` would also take every cohort's collected copies as submissions
+        cohort_of = {path: layout.collected_cohort(path) for path in paths}
+        paths = [path for path in paths if cohort_of[path] is None]
+        collected = Counter(c for c in cohort_of.values() if c is not None)
+        for name, count in sorted(collected.items()):
+            console.print(f"[yellow]skipped {count} file(s) collected for cohort {name}:[/yellow] grade them "
+                          f"with --cohort {name}, which counts each student's submission under the late policy")
         clashes = same_names(paths)
         if clashes:
             name, clashing = next(iter(clashes.items()))

@@ -81,12 +81,7 @@ def override_grade(
                 f"override score {score} for {student!r} is outside 0..{max(max_scores):g}, "
                 f"the range of {assignment!r}; an override is cleared with no score (the command line's --clear)"
             )
-        table = OverrideRow.__table__
-        latest = conn.execute(
-            select(table.c.score).where(table.c.cohort == cohort, table.c.assignment == assignment,
-                                        table.c.student == student).order_by(table.c.id.desc()).limit(1)
-        ).first()
-        if score is None and (latest is None or latest.score is None):
+        if score is None and _latest_override_score(conn, cohort, assignment, student) is None:
             raise GradebookError(f"{student!r} has no override of {assignment!r} in force in cohort {cohort!r}: "
                                  "nothing to clear")
         conn.execute(
@@ -95,6 +90,16 @@ def override_grade(
                 reason=reason, created_at=datetime.now(timezone.utc),
             )
         )
+
+
+def _latest_override_score(conn, cohort: str, assignment: str, student: str) -> float | None:
+    """The score of the override in force for one student (None: none ever, or the latest cleared it)."""
+    table = OverrideRow.__table__
+    latest = conn.execute(
+        select(table.c.score).where(table.c.cohort == cohort, table.c.assignment == assignment,
+                                    table.c.student == student).order_by(table.c.id.desc()).limit(1)
+    ).first()
+    return None if latest is None else latest.score
 
 
 def audit_trail(engine: Engine, cohort: str, assignment: str | None = None, student: str | None = None
